@@ -1,0 +1,1 @@
+"""predictor: AIO-P, an all-in-one neural performance predictor over OpGraphs."""
