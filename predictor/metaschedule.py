@@ -1,0 +1,305 @@
+"""AIO-P as a MetaSchedule cost model: a GNN over the data-flow graph of a scheduled TIR.
+
+Each measure candidate becomes a small graph:
+
+* nodes = the buffers written by non-constant stores, one row of MetaSchedule's
+  per-store features (``PerStoreFeature``, 164 values) each, in the extractor's order
+  (first non-constant store in program order);
+* edges = producer -> consumer data flow: buffer A -> buffer B when a block that writes B
+  reads A (from the blocks' read/write regions of the scheduled TIR).
+
+A GraphConv GNN (sum aggregation, as the AIO-P k-GNN encoder) pools the node embeddings
+into one score = predicted normalised throughput (min cost / cost of the workload, the same
+target as MetaSchedule's XGBModel). It is pre-trained on records of other workloads
+(:func:`train`) and fine-tuned online in :meth:`AIOPCostModel.update`.
+
+NOTE: predictor/model.py (the AIO-P k-GNN encoder) had not landed when this was written;
+:class:`StoreGNN` is a small local GraphConv model to fold into it later.
+
+Usage::
+
+    model = load_cost_model("aiop_ms.pt")
+    ms.tune_tir(mod, target, work_dir, 64, cost_model=model, ...)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch_geometric.nn import GraphConv, global_add_pool, global_max_pool
+from tvm import tirx
+from tvm.ir.utils import derived_object
+from tvm.s_tir.meta_schedule.cost_model import PyCostModel
+from tvm.s_tir.meta_schedule.feature_extractor import PerStoreFeature
+from tvm.s_tir.meta_schedule.utils import shash2hex
+
+#: a candidate graph: (node features [n, FEATURE_DIM] float32, edges [2, m] int64)
+Graph = tuple[np.ndarray, np.ndarray]
+FAILED_COST = 1e10  # MetaSchedule's convention for a failed build/run
+
+
+class CostModelError(ValueError):
+    """Bad input to the AIO-P MetaSchedule cost model (file, candidate list, results)."""
+
+
+# ---------------------------------------------------------------------------------- graphs
+def dataflow_edges(func: tirx.PrimFunc, num_nodes: int) -> np.ndarray:
+    """Producer -> consumer edges between written buffers of ``func`` (a scheduled PrimFunc).
+
+    Node i is the i-th buffer (by name) written in program order, matching the row order of
+    PerStoreFeature. If the counts disagree (the feature extractor dropped or merged a
+    buffer), falls back to a chain 0 -> 1 -> ... so that a graph is always well formed.
+    """
+    blocks: list = []
+    tirx.stmt_functor.post_order_visit(func.body, lambda n: blocks.append(n) if isinstance(n, tirx.SBlock) else None)
+    order: dict[str, int] = {}
+    flows: list[tuple[list[str], list[str]]] = []
+    for block in blocks:
+        if block.body is not None and isinstance(block.body, tirx.BufferStore) and isinstance(
+            block.body.value, (tirx.IntImm, tirx.FloatImm)
+        ):
+            continue  # constant stores (init blocks) yield no feature row
+        writes = [r.buffer.name for r in block.writes]
+        if not writes:
+            continue
+        for name in writes:
+            order.setdefault(name, len(order))
+        flows.append(([r.buffer.name for r in block.reads], writes))
+    if len(order) != num_nodes:
+        src = np.arange(max(num_nodes - 1, 0), dtype=np.int64)
+        return np.stack([src, src + 1])
+    edges = {
+        (order[r], order[w]) for reads, writes in flows for r in reads if r in order for w in writes if order[r] != order[w]
+    }
+    return np.array(sorted(edges), dtype=np.int64).reshape(-1, 2).T.copy()
+
+
+def _prim_func(mod) -> tirx.PrimFunc:
+    """The (single) PrimFunc of a tuning task's module."""
+    funcs = [f for _, f in mod.functions_items() if isinstance(f, tirx.PrimFunc)]
+    if len(funcs) != 1:
+        raise CostModelError(f"expected one PrimFunc per tuning candidate, got {len(funcs)}")
+    return funcs[0]
+
+
+def encode(extractor: PerStoreFeature, context, candidates) -> list[Graph]:
+    """Graphs of ``candidates`` (same order). A candidate without stores gets one zero node."""
+    feats = extractor.extract_from(context, candidates)
+    graphs = []
+    for cand, f in zip(candidates, feats):
+        x = f.numpy().astype(np.float32)
+        if x.shape[0] == 0:
+            graphs.append((np.zeros((1, extractor.feature_vector_length), np.float32), np.zeros((2, 0), np.int64)))
+            continue
+        graphs.append((x, dataflow_edges(_prim_func(cand.sch.mod), x.shape[0])))
+    return graphs
+
+
+def collate(graphs: list[Graph]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Disjoint union of ``graphs``: (x, edge_index, batch) without PyG's slower Batch."""
+    sizes = np.array([g[0].shape[0] for g in graphs], dtype=np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    x = torch.from_numpy(np.concatenate([g[0] for g in graphs]))
+    edge_index = torch.from_numpy(np.concatenate([g[1] + o for g, o in zip(graphs, offsets)], axis=1))
+    batch = torch.from_numpy(np.repeat(np.arange(len(graphs)), sizes))
+    return x, edge_index, batch
+
+
+# ----------------------------------------------------------------------------------- model
+@dataclass(frozen=True)
+class GNNConfig:
+    """Hyper-parameters of :class:`StoreGNN` (saved with the weights)."""
+
+    in_dim: int = 164
+    hidden: int = 64
+    layers: int = 3
+
+
+class StoreGNN(nn.Module):
+    """GraphConv encoder over store nodes, sum + max pooling, MLP head -> one score."""
+
+    def __init__(self, cfg: GNNConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.inp = nn.Linear(cfg.in_dim, cfg.hidden)
+        self.convs = nn.ModuleList(GraphConv(cfg.hidden, cfg.hidden, aggr="add") for _ in range(cfg.layers))
+        self.head = nn.Sequential(nn.Linear(2 * cfg.hidden, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1))
+        self.register_buffer("mean", torch.zeros(cfg.in_dim))
+        self.register_buffer("std", torch.ones(cfg.in_dim))
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+        h = torch.relu(self.inp((x - self.mean) / self.std))
+        for conv in self.convs:
+            h = h + torch.relu(conv(h, edge_index))
+        pooled = torch.cat([global_add_pool(h, batch, num_graphs), global_max_pool(h, batch, num_graphs)], dim=1)
+        return self.head(pooled).squeeze(1)
+
+    def set_normalisation(self, graphs: list[Graph]) -> None:
+        """Standardise node features with statistics of ``graphs`` (pre-training data)."""
+        x = np.concatenate([g[0] for g in graphs])
+        self.mean.copy_(torch.from_numpy(x.mean(0)))
+        self.std.copy_(torch.from_numpy(x.std(0) + 1e-3))
+
+
+def normalised_throughput(costs: np.ndarray) -> np.ndarray:
+    """min cost / cost within one workload (1 = best measured, 0 = failed)."""
+    costs = np.asarray(costs, dtype=np.float64)
+    ok = costs < FAILED_COST
+    if not ok.any():
+        return np.zeros_like(costs)
+    return np.where(ok, costs[ok].min() / np.where(ok, costs, 1.0), 0.0)
+
+
+def _rank_loss(pred: torch.Tensor, y: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """Pairwise logistic ranking loss between candidates of the same workload."""
+    same = group[:, None] == group[None, :]
+    better = (y[:, None] > y[None, :] + 1e-6) & same
+    if not better.any():
+        return pred.sum() * 0.0
+    diff = pred[:, None] - pred[None, :]
+    return nn.functional.softplus(-diff[better]).mean()
+
+
+def train(
+    model: StoreGNN,
+    groups: list[tuple[list[Graph], np.ndarray]],
+    *,
+    epochs: int,
+    lr: float = 1e-3,
+    batch_size: int = 128,
+    seed: int = 0,
+    progress: bool = False,
+) -> list[float]:
+    """Fit ``model`` on ``groups`` = [(graphs, measured costs) per workload]; loss =
+    MSE on normalised throughput + pairwise ranking loss within a workload. Returns the
+    mean loss per epoch."""
+    graphs = [g for gs, _ in groups for g in gs]
+    if not graphs:
+        raise CostModelError("train(): no graphs given; collect records first (benchmarks/collect_ms_records.py)")
+    ys = np.concatenate([normalised_throughput(c) for _, c in groups]).astype(np.float32)
+    gid = np.concatenate([np.full(len(gs), i) for i, (gs, _) in enumerate(groups)])
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    epoch_iter = range(epochs)
+    if progress:
+        from tqdm import tqdm  # noqa: PLC0415
+
+        epoch_iter = tqdm(epoch_iter, desc="train AIO-P cost model")
+    for _ in epoch_iter:
+        perm = rng.permutation(len(graphs))
+        total = 0.0
+        for start in range(0, len(perm), batch_size):
+            idx = perm[start : start + batch_size]
+            x, ei, b = collate([graphs[i] for i in idx])
+            pred = model(x, ei, b, len(idx))
+            y = torch.from_numpy(ys[idx])
+            loss = nn.functional.mse_loss(pred, y) + _rank_loss(pred, y, torch.from_numpy(gid[idx]))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(idx)
+        losses.append(total / len(perm))
+    model.eval()
+    return losses
+
+
+@torch.no_grad()
+def score(model: StoreGNN, graphs: list[Graph]) -> np.ndarray:
+    """Predicted normalised throughput of each graph (float64, same order)."""
+    if not graphs:
+        return np.zeros(0)
+    model.eval()
+    x, ei, b = collate(graphs)
+    return model(x, ei, b, len(graphs)).double().numpy()
+
+
+# ------------------------------------------------------------------------ MetaSchedule glue
+@derived_object
+class AIOPCostModel(PyCostModel):
+    """MetaSchedule cost model scoring candidates with :class:`StoreGNN`.
+
+    ``update`` stores the measured candidates of each workload (keyed by the structural hash
+    of the task) and fine-tunes the GNN on the current workload's data for
+    ``finetune_epochs`` epochs once at least ``min_finetune`` records of it exist.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: GNNConfig | None = None,
+        finetune_epochs: int = 20,
+        finetune_lr: float = 3e-4,
+        min_finetune: int = 8,
+        seed: int = 0,
+    ):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.model = StoreGNN(config or GNNConfig())
+        self.model.eval()
+        self.extractor = PerStoreFeature()
+        self.finetune_epochs = finetune_epochs
+        self.finetune_lr = finetune_lr
+        self.min_finetune = min_finetune
+        self.seed = seed
+        self.data: dict[str, tuple[list[Graph], list[float]]] = {}
+
+    def load(self, path: str) -> None:
+        """Load weights + config saved by :meth:`save` (online data is not kept)."""
+        p = Path(path)
+        if not p.is_file():
+            raise CostModelError(f"AIOPCostModel.load: no model file {p}; train one with benchmarks/ms_cost_model.py --save")
+        state = torch.load(p, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or "config" not in state or "weights" not in state:
+            raise CostModelError(f"AIOPCostModel.load: {p} is not an AIO-P MetaSchedule model (keys config/weights missing)")
+        self.model = StoreGNN(GNNConfig(**state["config"]))
+        self.model.load_state_dict(state["weights"])
+        self.model.eval()
+        self.data = {}
+
+    def save(self, path: str) -> None:
+        """Save weights + config to ``path`` (a torch file)."""
+        torch.save({"config": asdict(self.model.cfg), "weights": self.model.state_dict()}, path)
+
+    def update(self, context, candidates, results) -> None:
+        if len(candidates) != len(results):
+            raise CostModelError(f"AIOPCostModel.update: {len(candidates)} candidates but {len(results)} results")
+        if not candidates:
+            return
+        key = shash2hex(context.mod)
+        graphs, costs = self.data.setdefault(key, ([], []))
+        graphs.extend(encode(self.extractor, context, candidates))
+        costs.extend(_mean_cost(r) for r in results)
+        if len(costs) >= self.min_finetune and self.finetune_epochs > 0:
+            train(
+                self.model,
+                [(graphs, np.array(costs))],
+                epochs=self.finetune_epochs,
+                lr=self.finetune_lr,
+                seed=self.seed + len(costs),
+            )
+
+    def predict(self, context, candidates) -> np.ndarray:
+        return score(self.model, encode(self.extractor, context, candidates))
+
+
+def _mean_cost(result) -> float:
+    """Median run time of a RunnerResult, FAILED_COST when it has none (as XGBModel)."""
+    if result.error_msg is not None or not result.run_secs:
+        return FAILED_COST
+    secs = [float(s) for s in result.run_secs]
+    return float(np.median(secs)) if all(math.isfinite(s) for s in secs) else FAILED_COST
+
+
+def load_cost_model(path: str | Path, **kwargs) -> AIOPCostModel:
+    """An :class:`AIOPCostModel` with the weights saved at ``path`` (kwargs: fine-tuning
+    options of the constructor)."""
+    model = AIOPCostModel(**kwargs)
+    model.load(str(path))
+    return model

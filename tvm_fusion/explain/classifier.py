@@ -1,0 +1,147 @@
+"""Validity classifier: does a fusion group exceed the on-chip buffer?
+
+A k-GNN (PyG ``GraphConv``, Morris et al. 2019)::
+
+    h_i^{l+1} = ReLU(W_1 h_i^l + W_2 sum_{j in N(i)} e_ji h_j^l)
+
+over the group's subgraph (edges in both directions), sum pooling (buffer occupancy is an
+extensive quantity), and an MLP to one logit: > 0 means "invalid" (does not fit). One model
+per fusion type; the buffer size is an input feature, so one model covers all sizes.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch_geometric.loader import DataLoader
+from torch_geometric.nn import GraphConv, global_add_pool
+from tqdm import tqdm
+
+from .dataset import NUM_FEATURES, VERSION
+
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+
+class ValidityGNN(nn.Module):
+    """GraphConv x ``layers`` -> sum pool -> MLP -> invalid logit, shape [num_graphs, 1]."""
+
+    def __init__(self, in_dim: int = NUM_FEATURES, hidden: int = 64, layers: int = 3):
+        super().__init__()
+        self.config = {"in_dim": in_dim, "hidden": hidden, "layers": layers}
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("std", torch.ones(in_dim))
+        dims = [in_dim] + [hidden] * layers
+        self.convs = nn.ModuleList(GraphConv(a, b, aggr="add") for a, b in zip(dims[:-1], dims[1:]))
+        self.head = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def forward(self, x: Tensor, edge_index: Tensor, batch: Tensor | None = None,
+                edge_weight: Tensor | None = None) -> Tensor:
+        h = (x - self.mean) / self.std
+        for conv in self.convs:
+            h = torch.relu(conv(h, edge_index, edge_weight))
+        if batch is None:
+            batch = torch.zeros(h.size(0), dtype=torch.long, device=h.device)
+        return self.head(global_add_pool(h, batch))
+
+    def set_normalisation(self, xs: Tensor) -> None:
+        self.mean.copy_(xs.mean(0))
+        self.std.copy_(xs.std(0).clamp_min(1e-3))
+
+
+@dataclass
+class Metrics:
+    accuracy: float
+    f1: float
+    precision: float
+    recall: float
+    n: int
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _metrics(pred: np.ndarray, y: np.ndarray) -> Metrics:
+    tp = int(((pred == 1) & (y == 1)).sum())
+    fp = int(((pred == 1) & (y == 0)).sum())
+    fn = int(((pred == 0) & (y == 1)).sum())
+    prec = tp / (tp + fp) if tp + fp else 0.0
+    rec = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+    return Metrics(float((pred == y).mean()) if len(y) else 0.0, f1, prec, rec, int(len(y)))
+
+
+@torch.no_grad()
+def evaluate(model: ValidityGNN, data: list, batch_size: int = 512) -> Metrics:
+    """Accuracy / F1 of the "invalid" class on a list of labelled ``Data``."""
+    model.eval()
+    preds, ys = [], []
+    for b in DataLoader(data, batch_size=batch_size):
+        preds.append((model(b.x, b.edge_index, b.batch).view(-1) > 0).long().numpy())
+        ys.append(b.y.view(-1).long().numpy())
+    return _metrics(np.concatenate(preds), np.concatenate(ys))
+
+
+def train(train_data: list, val_data: list | None = None, epochs: int = 30, hidden: int = 64,
+          layers: int = 3, lr: float = 3e-3, batch_size: int = 128, seed: int = 0,
+          progress: bool = True) -> tuple[ValidityGNN, list[dict]]:
+    """Adam + BCE; keeps the epoch with the best validation F1 (or the last one)."""
+    if not train_data:
+        raise ValueError("train(): empty training set; build a dataset with more groups")
+    torch.manual_seed(seed)
+    model = ValidityGNN(NUM_FEATURES, hidden, layers)
+    model.set_normalisation(torch.cat([d.x for d in train_data]))
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    gen = torch.Generator().manual_seed(seed)
+    loader = DataLoader(train_data, batch_size=batch_size, shuffle=True, generator=gen)
+    history, best, best_f1 = [], None, -1.0
+    for epoch in tqdm(range(epochs), desc="train validity GNN", disable=not progress):
+        model.train()
+        total = 0.0
+        for b in loader:
+            opt.zero_grad()
+            loss = nn.functional.binary_cross_entropy_with_logits(model(b.x, b.edge_index, b.batch).view(-1), b.y.view(-1))
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * b.num_graphs
+        sched.step()
+        row = {"epoch": epoch, "loss": total / len(train_data)}
+        if val_data:
+            m = evaluate(model, val_data)
+            row.update(val_accuracy=m.accuracy, val_f1=m.f1)
+            if m.f1 > best_f1:
+                best_f1, best = m.f1, copy.deepcopy(model.state_dict())
+        history.append(row)
+    if best is not None:
+        model.load_state_dict(best)
+    model.eval()
+    return model, history
+
+
+def weights_path(fusion: str) -> Path:
+    return DATA_DIR / f"get_validity_{fusion}.pt"
+
+
+def save(model: ValidityGNN, path: Path, meta: dict | None = None) -> None:
+    torch.save({"version": VERSION, "config": model.config, "state": model.state_dict(), "meta": meta or {}}, path)
+
+
+def load(fusion: str | None = None, path: Path | None = None) -> ValidityGNN:
+    """Load shipped (or given) weights; errors say how to regenerate them."""
+    path = Path(path) if path is not None else weights_path(str(fusion))
+    if not path.exists():
+        raise FileNotFoundError(f"no validity classifier weights at {path}: run "
+                                f"`python benchmarks/train_validity.py --fusion {fusion}` to train them")
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if blob.get("version") != VERSION:
+        raise ValueError(f"weights {path} were trained for dataset version {blob.get('version')}, "
+                         f"features are now {VERSION}: rerun benchmarks/train_validity.py")
+    model = ValidityGNN(**blob["config"])
+    model.load_state_dict(blob["state"])
+    model.eval()
+    return model
