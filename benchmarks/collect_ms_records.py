@@ -162,9 +162,16 @@ def count_records(name: str) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def tune_chunk(w: Workload, trials: int, seed: int, trials_per_iter: int) -> None:
-    """Tune ``w`` for ``trials`` more measured candidates, appending to its database."""
+def tune_chunk(w: Workload, trials: int, seed: int, trials_per_iter: int, population: int) -> None:
+    """Tune ``w`` for ``trials`` more measured candidates, appending to its database.
+
+    The evolutionary search is shrunk (``population``, 2 genetic iterations, 25 % random
+    picks): most of its default cost is feature extraction for 4 x 512 candidates per
+    iteration, and random picks make the records more diverse training data."""
     db = database(w.name)
+    strategy = ms.search_strategy.EvolutionarySearch(
+        population_size=population, init_min_unmeasured=min(50, population), genetic_num_iters=2, eps_greedy=0.25
+    )
     with tempfile.TemporaryDirectory(prefix=f"ms_{w.name}_") as work_dir, skip_tensor_intrin_import():
         ms.tune_tir(
             w.prim_func(),
@@ -175,6 +182,7 @@ def tune_chunk(w: Workload, trials: int, seed: int, trials_per_iter: int) -> Non
             builder=make_builder(),
             runner=make_runner(),
             database=db,
+            strategy=strategy,
             seed=seed,
         )
 
@@ -184,6 +192,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--target", type=int, default=384, help="records wanted per workload")
     ap.add_argument("--chunk", type=int, default=64, help="trials per workload per round")
     ap.add_argument("--trials-per-iter", type=int, default=32)
+    ap.add_argument("--population", type=int, default=128, help="evolutionary search population")
     ap.add_argument("--workloads", nargs="*", default=None, help="subset of workload names")
     ap.add_argument("--until", default=None, help="HH:MM UTC: start no chunk after this time")
     ap.add_argument("--seed", type=int, default=0)
@@ -216,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
             trials = min(args.chunk, args.target - counts[n])
             bar.set_postfix_str(f"{n} round {round_idx}")
             # seed differs per round so a resumed workload explores new candidates
-            tune_chunk(BY_NAME[n], trials, seed=args.seed + 1000 * counts[n] + round_idx, trials_per_iter=args.trials_per_iter)
+            tune_chunk(BY_NAME[n], trials, seed=args.seed + 1000 * counts[n] + round_idx, trials_per_iter=args.trials_per_iter, population=args.population)
             new = count_records(n)
             bar.update(min(new, args.target) - min(counts[n], args.target))
             counts[n] = new

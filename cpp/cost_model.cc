@@ -75,6 +75,10 @@ struct Graph {
   // per tensor
   std::vector<int64_t> rows, row_elems, producer, is_output;
   std::vector<int64_t> cons_ptr, cons_idx;  // CSR of consumer nodes (derived)
+  // per input edge i of node v (derived): lag added by v, rows v needs by its row class
+  std::vector<double> edge_lag;
+  std::vector<int64_t> edge_rows;
+  std::vector<int64_t> slice;  // per node (derived): elements of one filter, ceil(w / oc)
 
   void Validate() const {
     for (int64_t v = 0; v < num_nodes; ++v) {
@@ -111,6 +115,24 @@ struct Graph {
       if (rows[t] < 1 || row_elems[t] < 0) {
         TVM_FFI_THROW(ValueError) << "tvm_fusion.cost: tensor " << t
                                   << " needs rows >= 1 and row_elems >= 0";
+      }
+    }
+  }
+
+  void BuildDerived() {
+    edge_lag.assign(in_idx.size(), 0.0);
+    edge_rows.assign(in_idx.size(), 1);
+    slice.resize(num_nodes);
+    for (int64_t v = 0; v < num_nodes; ++v) {
+      slice[v] = (weight_elems[v] + out_channels[v] - 1) / out_channels[v];
+      for (int64_t i = in_ptr[v]; i < in_ptr[v + 1]; ++i) {
+        int64_t x = in_idx[i];
+        if (row_class[v] == kWindowed) {
+          edge_lag[i] = static_cast<double>(k_eff[v] - 1) / static_cast<double>(rows[x]);
+          edge_rows[i] = k_eff[v] + stride_h[v] - 1;
+        } else if (row_class[v] == kGlobal) {
+          edge_rows[i] = rows[x];
+        }
       }
     }
   }
@@ -176,8 +198,7 @@ Cost EvaluateGroup(const Graph& g, Scratch* s, int64_t gid, const int64_t* begin
         s->need[x] = 0;
         s->tensors.push_back(x);
       }
-      double l = s->lag[x];
-      if (g.row_class[v] == kWindowed) l += static_cast<double>(g.k_eff[v] - 1) / g.rows[x];
+      double l = s->lag[x] + g.edge_lag[i];
       base = std::max(base, l);
     }
     int64_t y = g.output[v];
@@ -186,7 +207,7 @@ Cost EvaluateGroup(const Graph& g, Scratch* s, int64_t gid, const int64_t* begin
     s->need[y] = 0;
     s->tensors.push_back(y);
     weights += g.weight_elems[v];
-    max_slice = std::max(max_slice, (g.weight_elems[v] + g.out_channels[v] - 1) / g.out_channels[v]);
+    max_slice = std::max(max_slice, g.slice[v]);
   }
   // Pass 2: rows each consumer in the group needs of each input.
   for (int64_t v : s->nodes) {
@@ -198,12 +219,7 @@ Cost EvaluateGroup(const Graph& g, Scratch* s, int64_t gid, const int64_t* begin
     }
     for (int64_t i = first; i < last; ++i) {
       int64_t x = g.in_idx[i];
-      int64_t r = 1;
-      if (g.row_class[v] == kGlobal) {
-        r = g.rows[x];
-      } else if (g.row_class[v] == kWindowed) {
-        r = g.k_eff[v] + g.stride_h[v] - 1;
-      }
+      int64_t r = g.edge_rows[i];
       if (merge) {
         double skew = (lmax - s->lag[x]) * static_cast<double>(g.rows[x]) - 1e-9;
         r = std::max(r, 1 + static_cast<int64_t>(std::ceil(skew)));
@@ -291,6 +307,7 @@ Map<String, Function> MakeEvaluator(TensorView row_class, TensorView k_eff, Tens
   }
   g->Validate();
   g->BuildConsumers();
+  g->BuildDerived();
 
   // Fills out[i] = (F_beta, F_D) of group i = group_nodes[group_ptr[i]:group_ptr[i+1]].
   auto evaluate = [g](TensorView group_ptr, TensorView group_nodes, int64_t buffer_bytes,

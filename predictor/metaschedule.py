@@ -33,6 +33,7 @@ from torch import nn
 from torch_geometric.nn import GraphConv, global_add_pool, global_max_pool
 from tvm import tirx
 from tvm.ir.utils import derived_object
+from tvm.s_tir import SBlock, SBlockRealize
 from tvm.s_tir.meta_schedule.cost_model import PyCostModel
 from tvm.s_tir.meta_schedule.feature_extractor import PerStoreFeature
 from tvm.s_tir.meta_schedule.utils import shash2hex
@@ -47,6 +48,27 @@ class CostModelError(ValueError):
 
 
 # ---------------------------------------------------------------------------------- graphs
+def _collect_blocks(stmt, out: list) -> None:
+    """Append the SBlocks under ``stmt`` in program order (pre-order: a block before the
+    blocks nested in it). TVM 0.27 has no Python TIR visitor, hence the explicit walk."""
+    if stmt is None:
+        return
+    if isinstance(stmt, SBlock):
+        out.append(stmt)
+        _collect_blocks(stmt.init, out)
+        _collect_blocks(stmt.body, out)
+    elif isinstance(stmt, SBlockRealize):
+        _collect_blocks(stmt.block, out)
+    elif isinstance(stmt, tirx.SeqStmt):
+        for s in stmt.seq:
+            _collect_blocks(s, out)
+    elif isinstance(stmt, tirx.IfThenElse):
+        _collect_blocks(stmt.then_case, out)
+        _collect_blocks(stmt.else_case, out)
+    elif hasattr(stmt, "body") and isinstance(stmt.body, tirx.Stmt):  # For, LetStmt, AttrStmt, ...
+        _collect_blocks(stmt.body, out)
+
+
 def dataflow_edges(func: tirx.PrimFunc, num_nodes: int) -> np.ndarray:
     """Producer -> consumer edges between written buffers of ``func`` (a scheduled PrimFunc).
 
@@ -54,8 +76,8 @@ def dataflow_edges(func: tirx.PrimFunc, num_nodes: int) -> np.ndarray:
     PerStoreFeature. If the counts disagree (the feature extractor dropped or merged a
     buffer), falls back to a chain 0 -> 1 -> ... so that a graph is always well formed.
     """
-    blocks: list = []
-    tirx.stmt_functor.post_order_visit(func.body, lambda n: blocks.append(n) if isinstance(n, tirx.SBlock) else None)
+    blocks: list[SBlock] = []
+    _collect_blocks(func.body, blocks)
     order: dict[str, int] = {}
     flows: list[tuple[list[str], list[str]]] = []
     for block in blocks:
@@ -63,12 +85,12 @@ def dataflow_edges(func: tirx.PrimFunc, num_nodes: int) -> np.ndarray:
             block.body.value, (tirx.IntImm, tirx.FloatImm)
         ):
             continue  # constant stores (init blocks) yield no feature row
-        writes = [r.buffer.name for r in block.writes]
+        writes = [r.source.name for r in block.writes]
         if not writes:
             continue
         for name in writes:
             order.setdefault(name, len(order))
-        flows.append(([r.buffer.name for r in block.reads], writes))
+        flows.append(([r.source.name for r in block.reads], writes))
     if len(order) != num_nodes:
         src = np.arange(max(num_nodes - 1, 0), dtype=np.int64)
         return np.stack([src, src + 1])
@@ -204,7 +226,7 @@ def train(
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         losses.append(total / len(perm))
     model.eval()
     return losses
@@ -252,12 +274,7 @@ class AIOPCostModel(PyCostModel):
 
     def load(self, path: str) -> None:
         """Load weights + config saved by :meth:`save` (online data is not kept)."""
-        p = Path(path)
-        if not p.is_file():
-            raise CostModelError(f"AIOPCostModel.load: no model file {p}; train one with benchmarks/ms_cost_model.py --save")
-        state = torch.load(p, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or "config" not in state or "weights" not in state:
-            raise CostModelError(f"AIOPCostModel.load: {p} is not an AIO-P MetaSchedule model (keys config/weights missing)")
+        state = _read_state(path)
         self.model = StoreGNN(GNNConfig(**state["config"]))
         self.model.load_state_dict(state["weights"])
         self.model.eval()
@@ -297,9 +314,68 @@ def _mean_cost(result) -> float:
     return float(np.median(secs)) if all(math.isfinite(s) for s in secs) else FAILED_COST
 
 
+def _read_state(path: str | Path) -> dict:
+    """The saved dict at ``path``; CostModelError if missing or not an AIO-P model."""
+    p = Path(path)
+    if not p.is_file():
+        raise CostModelError(f"AIOPCostModel.load: no model file {p}; train one with benchmarks/ms_cost_model.py --save")
+    state = torch.load(p, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or "config" not in state or "weights" not in state:
+        raise CostModelError(f"AIOPCostModel.load: {p} is not an AIO-P MetaSchedule model (keys config/weights missing)")
+    return state
+
+
 def load_cost_model(path: str | Path, **kwargs) -> AIOPCostModel:
     """An :class:`AIOPCostModel` with the weights saved at ``path`` (kwargs: fine-tuning
-    options of the constructor)."""
+    options of the constructor). Use this rather than ``AIOPCostModel().load``: errors
+    raised inside ``load`` reach Python through TVM's FFI as a plain RuntimeError."""
+    _read_state(path)
     model = AIOPCostModel(**kwargs)
     model.load(str(path))
     return model
+
+
+# ------------------------------------------------------------------------------- records
+@dataclass
+class WorkloadRecords:
+    """Measured candidates of one workload read from a MetaSchedule JSON database."""
+
+    name: str
+    context: object  # TuneContext of the workload (for feature extraction)
+    candidates: list  # MeasureCandidate, one per record
+    costs: np.ndarray  # median run seconds, FAILED_COST for failed records
+
+
+def read_records(directory: str | Path, target: dict | str, num_threads: int = 1) -> WorkloadRecords:
+    """Replay the traces of ``directory``/database_tuning_record.json on its workload.
+
+    ``directory`` holds a MetaSchedule JSONDatabase (database_workload.json +
+    database_tuning_record.json), as written by benchmarks/collect_ms_records.py.
+    """
+    from tvm.s_tir import Schedule  # noqa: PLC0415
+    from tvm.s_tir.meta_schedule import MeasureCandidate, TuneContext  # noqa: PLC0415
+    from tvm.s_tir.meta_schedule.arg_info import ArgInfo  # noqa: PLC0415
+    from tvm.s_tir.meta_schedule.database import JSONDatabase  # noqa: PLC0415
+
+    from .ms_build import skip_tensor_intrin_import  # noqa: PLC0415
+
+    d = Path(directory)
+    wl_path, rec_path = d / "database_workload.json", d / "database_tuning_record.json"
+    if not wl_path.is_file() or not rec_path.is_file():
+        raise CostModelError(f"read_records: {d} has no MetaSchedule JSON database (run benchmarks/collect_ms_records.py)")
+    db = JSONDatabase(path_workload=str(wl_path), path_tuning_record=str(rec_path), allow_missing=False)
+    records = db.get_all_tuning_records()
+    if not records:
+        raise CostModelError(f"read_records: {rec_path} holds no tuning records")
+    mod = records[0].workload.mod
+    with skip_tensor_intrin_import():
+        context = TuneContext(mod=mod, target=target, num_threads=num_threads)
+    args_info = ArgInfo.from_prim_func(_prim_func(mod))
+    candidates, costs = [], []
+    for rec in records:
+        sch = Schedule(mod)
+        rec.trace.apply_to_schedule(sch, remove_postproc=False)
+        candidates.append(MeasureCandidate(sch, args_info))
+        secs = [float(s) for s in rec.run_secs] if rec.run_secs is not None else []
+        costs.append(float(np.median(secs)) if secs and max(secs) < FAILED_COST else FAILED_COST)
+    return WorkloadRecords(d.name, context, candidates, np.array(costs))

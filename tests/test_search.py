@@ -57,15 +57,21 @@ def test_interval_dp_equals_exhaustive_on_chains(seed):
         assert dp == ex
 
 
-def test_diamond_optimum_by_hand():
-    """On the diamond every convex connected grouping can be listed; the searches must find
-    the cheapest legal one."""
-    g = diamond()
-    acc = Accelerator("2KB")
+def _set_partitions(n):
+    """All set partitions of range(n) as restricted growth strings."""
+    def rec(labels, top):
+        if len(labels) == n:
+            yield labels
+            return
+        for lab in range(top + 2):
+            yield from rec(labels + [lab], max(top, lab))
+    yield from rec([0], 0) if n else iter([[]])
+
+
+def _brute_force_optimum(g, acc):
     cm = cost.CostModel(g, acc)
-    idx = graph_index(g)
     best = None
-    for labels in itertools.product(range(5), repeat=5):  # all set partitions (with repeats)
+    for labels in _set_partitions(len(g)):
         groups = {}
         for v, lab in enumerate(labels):
             groups.setdefault(lab, []).append(v)
@@ -76,9 +82,24 @@ def test_diamond_optimum_by_hand():
         t = plan.totals(cm)
         if t.legal and (best is None or t.dram_bytes < best):
             best = t.dram_bytes
-    assert idx.n == 5 and best is not None
+    return best
+
+
+def test_diamond_optimum_by_brute_force():
+    """Every set partition of the diamond is tried; all searches must find the cheapest legal one."""
+    g = diamond()
+    acc = Accelerator("2KB")
+    best = _brute_force_optimum(g, acc)
+    assert sum(1 for _ in _set_partitions(5)) == 52  # Bell(5)
     for a in ALL:
         assert search(g, acc, a, budget=100, seed=0, progress=False).totals.dram_bytes == best
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_exhaustive_matches_brute_force_on_random_dags(seed):
+    g = random_dag(8, seed + 10, skip_prob=0.4)
+    for acc in (Accelerator("2KB"), Accelerator("3KB", "brr")):
+        assert search(g, acc, "exhaustive", progress=False).totals.dram_bytes == _brute_force_optimum(g, acc)
 
 
 @pytest.mark.parametrize("algorithm", ALL)

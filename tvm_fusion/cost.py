@@ -8,6 +8,7 @@ groups with one FFI call each (arrays cross by DLPack, without copies).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
@@ -123,9 +124,13 @@ class CostModel:
         if len(flat) and (flat.min() < 0 or flat.max() >= self._num_nodes):
             bad = int(np.flatnonzero((flat < 0) | (flat >= self._num_nodes))[0])
             gid = int(np.searchsorted(ptr, bad, side="right") - 1)
-            raise ValueError(f"group {gid} {tuple(groups[gid])} names node id {int(flat[bad])}, "
-                             f"but OpGraph {self.graph.name!r} has node ids 0..{self._num_nodes - 1}")
-        self._evaluate(ptr, flat, *self._args, out)
+            raise ValueError(f"group {tuple(groups[gid])} names node id {int(flat[bad])}, but "
+                             f"OpGraph {self.graph.name!r} has node ids 0..{self._num_nodes - 1}")
+        try:
+            self._evaluate(ptr, flat, *self._args, out)
+        except ValueError as err:  # name the group by its nodes, not its index in this batch
+            msg = re.sub(r"group (\d+)", lambda m: f"group {tuple(groups[int(m.group(1))])}", str(err))
+            raise ValueError(msg) from None
         return out
 
     def evaluate(self, groups: Iterable[Iterable[int]]) -> GroupCosts:

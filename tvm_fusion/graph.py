@@ -292,7 +292,47 @@ def canonicalize(mod):
         relax.transform.FoldConstant(),
         relax.transform.CanonicalizeBindings(),
     ])
-    return seq(mod)
+    return _unique_binding_names(seq(mod))
+
+
+def _unique_binding_names(mod):
+    """Rename repeated binding names in ``main`` (``name``, ``name_1``, ...).
+
+    OpGraph nodes are identified by binding name, but FoldBatchnormToConv2D emits fresh
+    ``lvN`` vars from its own counter, which can repeat names already in the function.
+    """
+    from tvm import relax
+    from tvm.relax.expr_functor import PyExprMutator, mutator
+
+    func = mod["main"]
+    names = [b.var.name for blk in func.body.blocks for b in blk.bindings]
+    if len(names) == len(set(names)):
+        return mod
+    taken = set(names) | {p.name for p in func.params}
+
+    @mutator
+    class _Renamer(PyExprMutator):
+        def __init__(self) -> None:
+            super().__init__(mod)
+            self.seen: set[str] = set()
+
+        def visit_var_binding_(self, binding) -> None:
+            value = self.visit_expr(binding.value)
+            name = binding.var.name
+            if name in self.seen:
+                i = 1
+                while f"{name}_{i}" in taken:
+                    i += 1
+                name = f"{name}_{i}"
+                taken.add(name)
+            self.seen.add(name)
+            new_var = type(binding.var)(name, binding.var.ty)
+            self.builder_.emit_normalized(relax.VarBinding(new_var, value))
+            self.set_var_remap(binding.var, new_var)
+
+    out = mod.clone()
+    out.update_func(out.get_global_var("main"), _Renamer().visit_expr(func))
+    return out
 
 
 def _ints(values) -> tuple[int, ...]:

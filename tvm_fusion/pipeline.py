@@ -20,7 +20,7 @@ from pathlib import Path
 
 import tvm
 from tvm import relax
-from tvm.relax.backend import cpu_generic
+from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
 from tvm.relax.pipeline import PIPELINE_MAP, register_pipeline
 
 from .graph import OpGraph, canonicalize

@@ -86,7 +86,7 @@ def _lifted_constants(expr: relax.Expr) -> list[tvm.ir.expr.Constant]:
     out: list[tvm.ir.expr.Constant] = []
 
     def visit(e):
-        if isinstance(e, tvm.ir.expr.Constant):
+        if isinstance(e, tvm.ir.expr.GenericConst):  # a tensor constant (not an IntImm etc.)
             if len(e.value.shape) > 0 and not any(e.same_as(c) for c in out):
                 out.append(e)
         elif isinstance(e, relax.Tuple):

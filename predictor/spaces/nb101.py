@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .ops import conv_bn_relu
+from .ops import BackboneHead, conv_bn_relu
 
 OPS = ("input", "output", "maxpool3x3", "conv1x1-bn-relu", "conv3x3-bn-relu")
 
@@ -81,9 +81,8 @@ class NB101Cell(nn.Module):
         return out
 
 
-class NB101Network(nn.Module):
+class NB101Network(BackboneHead):
     def __init__(self, adj, ops, num_classes: int = 10, channels: int = 128, cells_per_stack: int = 1):
-        super().__init__()
         layers: list[nn.Module] = [conv_bn_relu(3, channels, 3)]
         c_in, c = channels, channels
         for stack in range(3):
@@ -94,8 +93,5 @@ class NB101Network(nn.Module):
                 cell = NB101Cell(adj, ops, c_in, c)
                 layers.append(cell)
                 c_in = cell.c_out
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.net(x)
+        head = [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)]
+        super().__init__(nn.Sequential(*layers), nn.Sequential(*head))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .ops import EdgeCell, ReLUConvBN, ResidualReduction
+from .ops import BackboneHead, EdgeCell, ReLUConvBN, ResidualReduction
 
 #: op code -> name (NASLib's encoding order)
 OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")
@@ -29,9 +29,8 @@ def make_edge_op(code: int, channels: int) -> nn.Module | None:
     raise ValueError(f"NAS-Bench-201 op code {code} out of range; codes index {OPS}")
 
 
-class NB201Network(nn.Module):
+class NB201Network(BackboneHead):
     def __init__(self, codes, num_classes: int = 10, channels: int = 16, cells_per_stage: int = 1):
-        super().__init__()
         layers: list[nn.Module] = [nn.Conv2d(3, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels)]
         c = channels
         for stage in range(3):
@@ -40,11 +39,8 @@ class NB201Network(nn.Module):
                 c *= 2
             for _ in range(cells_per_stage):
                 layers.append(EdgeCell(codes, lambda code, i, c=c: make_edge_op(code, c)))
-        layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.net(x)
+        head = [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
+        super().__init__(nn.Sequential(*layers), nn.Sequential(*head))
 
 
 NUM_CLASSES = {"cifar10": 10, "cifar100": 100, "ImageNet16-120": 120}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .ops import ReLUConvBN
+from .ops import BackboneHead, ReLUConvBN
 
 OPS = ("max_pool_3x3", "avg_pool_3x3", "skip_connect", "sep_conv_3x3", "sep_conv_5x5",
        "dil_conv_3x3", "dil_conv_5x5")
@@ -69,8 +69,8 @@ class DartsCell(nn.Module):
         return torch.cat(states[2:], 1)
 
 
-class NB301Network(nn.Module):
-    def __init__(self, genotype, num_classes: int = 10, channels: int = 16):
+class DartsBackbone(nn.Module):
+    def __init__(self, genotype, channels: int = 16):
         super().__init__()
         normal, reduce = genotype
         self.stem = nn.Sequential(nn.Conv2d(3, 3 * channels, 3, 1, 1, bias=False), nn.BatchNorm2d(3 * channels))
@@ -84,10 +84,17 @@ class NB301Network(nn.Module):
             self.cells.append(DartsCell(reduce if reduction else normal, c_pp, c_p, c, reduction, reduction_prev))
             reduction_prev = reduction
             c_pp, c_p = c_p, 4 * c
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_p, num_classes))
+        self.out_channels = c_p
 
     def forward(self, x):
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1)
-        return self.head(s1)
+        return s1
+
+
+class NB301Network(BackboneHead):
+    def __init__(self, genotype, num_classes: int = 10, channels: int = 16):
+        backbone = DartsBackbone(genotype, channels)
+        super().__init__(backbone, nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                                 nn.Linear(backbone.out_channels, num_classes)))

@@ -68,3 +68,16 @@ class EdgeCell(nn.Module):
                 y = self.ops[key](nodes[i])
                 nodes[j] = y if j not in nodes else nodes[j] + y
         return nodes[3] if self.output_live else x * 0.0
+
+
+class BackboneHead(nn.Module):
+    """``head(backbone(x))``. The split lets predictor.graphs build one OpGraph per backbone
+    (the searched cells) and one per task head, and splice them, instead of one per pair."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))

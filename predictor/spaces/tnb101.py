@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .ops import EdgeCell, ReLUConvBN, conv_bn_relu
+from .ops import BackboneHead, EdgeCell, ReLUConvBN, conv_bn_relu
 
 OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1")
 MACRO = "41414"
@@ -62,9 +62,8 @@ def make_edge_op(code: int, c_in: int, c_out: int, stride: int) -> nn.Module | N
     raise ValueError(f"TransNAS-Bench-101 micro op code {code} out of range; codes index {OPS}")
 
 
-class TNB101Network(nn.Module):
+class TNB101Network(BackboneHead):
     def __init__(self, codes, task: str):
-        super().__init__()
         kind, out = _decoder(task)
         c = BASE_CHANNELS
         layers: list[nn.Module] = [conv_bn_relu(3, c // 2, 3, 2), conv_bn_relu(c // 2, c, 3, 1)]
@@ -82,19 +81,17 @@ class TNB101Network(nn.Module):
                 cell = nn.Sequential(nn.Conv2d(c, c_out, 1, stride, bias=False), _Scale0())
             layers.append(cell)
             c = c_out
+        head: list[nn.Module] = []
         if kind == "classifier":
-            layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, out)]
+            head += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, out)]
         elif kind == "regressor":
-            layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 512), nn.ReLU(), nn.Linear(512, out)]
+            head += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, 512), nn.ReLU(), nn.Linear(512, out)]
         else:  # dense: upsample back to input resolution (stem /2 and one /2 per reducing cell)
             for _ in range(downs + 1):
-                layers += [nn.Upsample(scale_factor=2, mode="nearest"), conv_bn_relu(c, c // 2, 3)]
+                head += [nn.Upsample(scale_factor=2, mode="nearest"), conv_bn_relu(c, c // 2, 3)]
                 c //= 2
-            layers.append(nn.Conv2d(c, out, 3, 1, 1))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x):
-        return self.net(x)
+            head.append(nn.Conv2d(c, out, 3, 1, 1))
+        super().__init__(nn.Sequential(*layers), nn.Sequential(*head))
 
 
 class _Scale0(nn.Module):

@@ -141,6 +141,9 @@ def load(fusion: str | None = None, path: Path | None = None) -> ValidityGNN:
     if blob.get("version") != VERSION:
         raise ValueError(f"weights {path} were trained for dataset version {blob.get('version')}, "
                          f"features are now {VERSION}: rerun benchmarks/train_validity.py")
+    if blob["config"]["in_dim"] != NUM_FEATURES:
+        raise ValueError(f"weights {path} expect {blob['config']['in_dim']} node features, the encoder makes "
+                         f"{NUM_FEATURES}: rerun benchmarks/train_validity.py")
     model = ValidityGNN(**blob["config"])
     model.load_state_dict(blob["state"])
     model.eval()

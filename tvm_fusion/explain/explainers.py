@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import random
+import warnings
 
 import numpy as np
 import torch
@@ -43,7 +44,7 @@ class GNNExplainerRanker:
 
     name = "gnne"
 
-    def __init__(self, model: ValidityGNN, epochs: int = 60, lr: float = 0.05, seed: int = 0):
+    def __init__(self, model: ValidityGNN, epochs: int = 30, lr: float = 0.05, seed: int = 0):
         self.seed = seed
         self.explainer = Explainer(model=copy.deepcopy(model), algorithm=GNNExplainer(epochs=epochs, lr=lr),
                                    explanation_type="phenomenon", node_mask_type=None,
@@ -86,9 +87,11 @@ class PGExplainerRanker:
         train = [d for _, d in pool[:self.train_groups]]
         if not train:
             raise ValueError(f"PGExplainer: network {encoder.graph.name!r} has no multi-op group to train on")
-        for epoch in range(self.epochs):
-            for d in train:
-                explainer.algorithm.train(epoch, explainer.model, d.x, d.edge_index, target=_INVALID)
+        with warnings.catch_warnings():  # PyG's train() converts its loss with float(), which warns
+            warnings.simplefilter("ignore", UserWarning)
+            for epoch in range(self.epochs):
+                for d in train:
+                    explainer.algorithm.train(epoch, explainer.model, d.x, d.edge_index, target=_INVALID)
         self._trained[key] = explainer
         return explainer
 

@@ -88,9 +88,6 @@ class SearchContext:
                 memo[g] = (b, d, f)
         return [memo[g] for g in groups]
 
-    def fits(self, group: tuple[int, ...]) -> bool:
-        return len(group) == 1 or self.costs([group])[0][2]
-
     # ---- scoring -------------------------------------------------------------------
     @property
     def exhausted(self) -> bool:

@@ -5,15 +5,14 @@ the topological order that always takes the ready op of smallest key, cuts it be
 op whose bit is set and makes each interval's connected components groups; as in
 ``partition.py`` every genome decodes to a valid plan (convex, connected groups, acyclic
 condensation) and every valid plan has a genome. After the splitter's repair the genome is
-rewritten from the repaired plan (Lamarckian), so selection sees the plan that was scored. The DRAM-best plan found (all are
-legal after repair) is reported.
+rewritten from the repaired plan (Lamarckian), so selection sees the plan that was scored.
+The DRAM-best plan found (all are legal after repair) is reported.
 """
 
 from __future__ import annotations
 
-import random
-
 import heapq
+import random
 
 from ..plan import condensed_order
 from .base import BudgetExhausted, Candidate, SearchContext, SearchResult

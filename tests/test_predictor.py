@@ -1,0 +1,193 @@
+"""AIO-P predictor: data loading, builders, features, standardisation, training, checkpoints."""
+
+import json
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from predictor import data, features, spaces
+from predictor.aiop import AIOP, FeatureCache
+from predictor.data import DataError, Record
+from predictor.graphs import splice
+from predictor.model import GraphEncoder, Standardizer, spearman
+from tvm_fusion.graph import WINDOWED, OpGraph, OpNode, TensorInfo
+
+
+# ---- hand-built OpGraphs ------------------------------------------------------------------
+def chain(ops, c=8, h=16, name="chain"):
+    """A chain network built by hand: ops in ("conv3", "conv1", "relu", "pool")."""
+    tensors = [TensorInfo(0, "x", (1, c, h, h), "float32", -1)]
+    nodes = []
+    for i, op in enumerate(ops):
+        prev = tensors[-1]
+        out = prev.shape
+        kw = {}
+        if op in ("conv3", "conv1"):
+            k = 3 if op == "conv3" else 1
+            kw = dict(kind="conv2d", relax_op="relax.nn.conv2d", row_class=WINDOWED, weight_elems=c * c * k * k,
+                      weight_bytes=4 * c * c * k * k, out_channels=c, kernel=(k, k), has_bias=True,
+                      flops=2 * c * c * k * k * h * h)
+        elif op == "relu":
+            kw = dict(kind="relu", relax_op="relax.nn.relu", flops=c * h * h)
+        else:
+            kw = dict(kind="avg_pool2d", relax_op="relax.nn.avg_pool2d", row_class=WINDOWED, kernel=(3, 3),
+                      flops=9 * c * h * h)
+        tensors.append(TensorInfo(i + 1, f"t{i}", out, "float32", i))
+        nodes.append(OpNode(id=i, name=f"n{i}", inputs=(prev.id,), output=i + 1, **kw))
+    return OpGraph(nodes, tensors, [len(tensors) - 1], name)
+
+
+def test_features_of_hand_built_graph():
+    g = OpGraph(
+        [OpNode(0, "conv", "conv2d", "relax.nn.conv2d", (0,), 1, WINDOWED, 3 * 8 * 9, 4 * 3 * 8 * 9, 8,
+                (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1, True, 0),
+         OpNode(1, "relu", "relu", "relax.nn.relu", (1,), 2)],
+        [TensorInfo(0, "x", (1, 3, 32, 32), "float32", -1), TensorInfo(1, "c", (1, 8, 16, 16), "float32", 0),
+         TensorInfo(2, "r", (1, 8, 16, 16), "float32", 1)], [2])
+    x = features.node_features(g)
+    k = len(features.KINDS)
+    assert x.shape == (2, features.num_features())
+    assert x[0, features.KINDS.index("conv2d")] == 1 and x[1, features.KINDS.index("relu")] == 1
+    assert x[:, :k].sum(1).tolist() == [1.0, 1.0]
+    num = dict(zip(features.NUMERIC, x[0, k:].tolist()))
+    assert num["h_in"] == 1.0 and num["h_out"] == 0.5 and num["w_out"] == 0.5
+    assert num["c_in"] == pytest.approx(2 / 10) and num["c_out"] == pytest.approx(math.log2(9) / 10)
+    assert num["kernel_h"] == pytest.approx(3 / 7) and num["stride_h"] == pytest.approx(0.5)
+    assert num["has_bias"] == 1 and num["has_weight"] == 1 and num["depthwise"] == 0
+    assert dict(zip(features.NUMERIC, x[1, k:].tolist()))["has_weight"] == 0
+    d = features.to_data(g)
+    assert d.edge_index.tolist() == [[0], [1]]
+    # unknown kinds fall into "other"
+    other = OpGraph([OpNode(0, "q", "my_op", "relax.my_op", (0,), 1)],
+                    [TensorInfo(0, "x", (1, 4), "float32", -1), TensorInfo(1, "y", (1, 4), "float32", 0)], [1])
+    assert features.node_features(other)[0, k - 1] == 1
+
+
+def test_splice_joins_backbone_and_head():
+    a, b = chain(["conv3", "relu"]), chain(["pool", "conv1"])
+    g = splice(a, b, "ab")
+    assert [n.kind for n in g] == ["conv2d", "relu", "avg_pool2d", "conv2d"]
+    assert g.edges == [(0, 1), (1, 2), (2, 3)] and g.inputs == [0] and g.outputs == [4]
+    assert len({n.name for n in g}) == 4
+    with pytest.raises(ValueError, match="backbone output"):
+        splice(a, chain(["relu"], c=4), "bad")
+
+
+# ---- data ---------------------------------------------------------------------------------
+def test_load_families_counts_and_encodings():
+    nb201 = data.load_family("nb201")
+    assert {r.task for r in nb201} == {"cifar10", "cifar100", "ImageNet16-120"}
+    assert sum(r.task == "cifar10" for r in nb201) == 725
+    r = nb201[0]
+    assert len(r.arch) == 6 and r.flops > 0 and "nwot" in r.proxies and "arch" not in r.proxies
+    nb101 = data.load_family("nb101")
+    assert len(nb101) == 500 and nb101[0].arch[1][0] == 0 and nb101[0].arch[1][-1] == 1
+    assert len(data.load_family("nb301")[0].arch) == 2
+
+
+def test_corrupt_or_missing_file_names_the_file(tmp_path):
+    (tmp_path / "zc_nasbench201.json").write_text('{"cifar10": {"(0, 1')
+    with pytest.raises(DataError, match="zc_nasbench201.json.*not readable JSON"):
+        data.load_family("nb201", tmp_path)
+    (tmp_path / "zc_nasbench201.json").write_text(json.dumps({"cifar10": {"(0, 9, 0, 0, 0, 0)": {
+        "arch": "(0, 9, 0, 0, 0, 0)", "val_accuracy": 1.0, "flops": 1.0, "params": 1.0}}}))
+    with pytest.raises(DataError, match=r"zc_nasbench201.json.*malformed"):
+        data.load_family("nb201", tmp_path)
+    with pytest.raises(DataError, match="zc_nasbench301.json not found"):
+        data.load_family("nb301", tmp_path)
+
+
+# ---- builders -----------------------------------------------------------------------------
+@pytest.mark.parametrize("family,task", [("nb201", "cifar100"), ("nb101", "cifar10"), ("nb301", "cifar10"),
+                                         ("tnb101", "class_object"), ("tnb101", "segmentsemantic"),
+                                         ("tnb101", "room_layout")])
+def test_builders_run_on_real_encodings(family, task):
+    rec = next(r for r in data.load_family(family) if r.task == task)
+    net, x = spaces.build(family, task, rec.arch)
+    with torch.no_grad():
+        y = net(x)
+    expect = {"cifar100": (1, 100), "cifar10": (1, 10), "class_object": (1, 100),
+              "segmentsemantic": (1, 17, 32, 32), "room_layout": (1, 9)}[task]
+    assert tuple(y.shape) == expect
+
+
+def test_nb101_prunes_dangling_vertices_and_zero_cells():
+    from predictor.spaces.nb101 import prune
+
+    adj = [[0, 1, 1, 0, 0, 0, 0], [0, 0, 0, 0, 0, 0, 1], [0, 0, 0, 0, 0, 0, 0]] + [[0] * 7] * 4
+    keep_adj, ops = prune(adj, [0, 3, 4, 2, 2, 2, 1])  # vertex 2 feeds nothing, 3-5 unreachable
+    assert ops == [0, 3, 1] and keep_adj == [[0, 1, 0], [0, 0, 1], [0, 0, 0]]
+    # a NAS-Bench-201 cell whose output node is only reachable through Zero edges emits zeros
+    net, x = spaces.build("nb201", "cifar10", (2, 2, 1, 2, 1, 1))
+    assert torch.equal(net.backbone[2](torch.ones(1, 16, 4, 4)), torch.zeros(1, 16, 4, 4))
+
+
+# ---- model --------------------------------------------------------------------------------
+def test_standardizer_round_trip_and_train_only_statistics():
+    rng = np.random.default_rng(0)
+    y, fl = rng.normal(70, 5, 50), rng.uniform(10, 500, 50)
+    for scale in (False, True):
+        s = Standardizer.fit(y[:20], fl[:20], scale)
+        assert np.allclose(s.inverse(s.transform(y, fl), fl), y)
+        z = s.transform(y[:20], fl[:20])
+        assert abs(z.mean()) < 1e-9 and abs(z.std() - 1) < 1e-9  # fitted on the training part only
+        assert abs(s.transform(y[20:], fl[20:]).mean()) > 1e-6
+    with pytest.raises(ValueError, match="MFLOPs"):
+        Standardizer.fit(y, None, True)
+
+
+def test_encoder_accepts_any_feature_dimension():
+    enc = GraphEncoder(5, hidden=8, layers=2)
+    out = enc(torch.randn(4, 5), torch.tensor([[0, 1, 2], [1, 2, 3]]))
+    assert out.shape == (1, 8)
+    with pytest.raises(ValueError, match="expects 5"):
+        enc(torch.randn(4, 6), torch.tensor([[0], [1]]))
+
+
+def _synthetic(n, seed):
+    """Random chain graphs; label = a noisy function of structure (shared by two 'families')."""
+    rnd = random.Random(seed)
+    recs, graphs = [], {}
+    for i in range(n):
+        ops = [rnd.choice(["conv3", "conv1", "relu", "pool"]) for _ in range(rnd.randint(3, 9))]
+        key = ("syn", tuple(ops))
+        graphs[key] = chain(ops)
+        base = 2 * ops.count("conv3") + ops.count("conv1") - 0.5 * ops.count("pool")
+        for fam, w in (("src", 1.0), ("dst", 0.8)):
+            recs.append(Record(fam, "t", tuple(ops), base * w + rnd.gauss(0, 0.3), 1.0, 1.0, {"p": base}))
+    return recs, graphs
+
+
+def test_pretrain_and_finetune_improve_srcc_then_checkpoint_round_trip(tmp_path):
+    recs, graphs = _synthetic(120, 0)
+    key_fn = lambda r: ("syn", r.arch)  # noqa: E731
+    feats = FeatureCache(graphs)
+    src = [r for r in recs if r.family == "src"]
+    dst = [r for r in recs if r.family == "dst"]
+    test = dst[20:]
+    items = [feats.item(key_fn(r)) for r in test]
+    truth = [r.label for r in test]
+    untrained = AIOP.pretrain(src[:1], feats, key_fn, epochs=0, seed=0, hidden=32, layers=2, progress=False)
+    m = AIOP.pretrain(src, feats, key_fn, epochs=30, seed=0, hidden=32, layers=2, progress=False)
+    s0 = spearman(untrained.scores(items, "zeroshot"), truth)
+    s_zero = spearman(m.scores(items, "zeroshot"), truth)
+    ft = m.finetune(dst[:20], feats, key_fn, "dst/t", steps=50, seed=0)
+    s_ft = spearman(ft.scores(items, "dst/t"), truth)
+    assert s_zero > s0 + 0.2 and s_zero > 0.6 and s_ft > 0.6
+    # same seed -> same model
+    again = AIOP.pretrain(src, feats, key_fn, epochs=30, seed=0, hidden=32, layers=2, progress=False)
+    assert np.allclose(again.scores(items, "zeroshot"), m.scores(items, "zeroshot"))
+    # adapters: inserted at zero, trained on proxies, and checkpoints keep predictions identical
+    inf = m.infuse(dst, feats, key_fn, "p", epochs=3, seed=0, progress=False)
+    ft2 = inf.finetune(dst[:20], feats, key_fn, "dst/t", steps=20, seed=0)
+    path = tmp_path / "aiop.pt"
+    ft2.save(path)
+    loaded = AIOP.load(path)
+    g = graphs[key_fn(test[0])]
+    assert loaded.predict(g, task="dst/t") == ft2.predict(g, task="dst/t")
+    assert np.array_equal(loaded.scores(items, "zeroshot"), ft2.scores(items, "zeroshot"))
+    with pytest.raises(KeyError, match="no head"):
+        loaded.scores(items, "nope/x")
