@@ -9,14 +9,19 @@ RS/LS/NSGA-II: mean ± sample std over seeds 0..2 (DRAM MB, 1 MB = 2^20 B); ever
 fresh CostModel so its time includes its own cost evaluations. best/LB = the best plan of
 any method over the compulsory-traffic lower bound. Rows are appended to
 benchmarks/results/fusion_search.json as they finish; rows already there are skipped
-(delete the file or pass --redo to recompute). --quick: one seed, budget 200.
+(delete the file or pass --redo to recompute; rows computed with another build of the C++
+cost model are recomputed and replace the old ones). --quick: one seed, budget 200.
+--dp-zoo times the interval DP alone on every zoo network (LBDF and BRR, 128KB and 256KB)
+and writes benchmarks/results/fusion_search.dp.json/.md.
 
     python benchmarks/fusion_search.py [--quick] [--nets resnet18,vgg16] [--tables a,b]
+    python benchmarks/fusion_search.py --dp-zoo
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import statistics
@@ -26,7 +31,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tvm_fusion import zoo
+from tvm_fusion import cost, zoo
 from tvm_fusion.cost import CostModel
 from tvm_fusion.hardware import Accelerator, parse_size
 from tvm_fusion.search import search
@@ -41,8 +46,12 @@ STOCHASTIC = (("rs", "RS"), ("ls", "LS"), ("nsga2", "NSGA-II"))
 MB = 2**20
 
 
+#: Rows are keyed by the cost-model library too, so a rebuilt cost model recomputes them.
+COST_LIB = hashlib.sha256(cost._LIB.read_bytes()).hexdigest()[:12]
+
+
 def row_key(table, net, fusion, buffer, budget, seeds) -> str:
-    return f"{table}|{net}|{fusion}|{buffer}|{budget}|{','.join(map(str, seeds))}"
+    return f"{table}|{net}|{fusion}|{buffer}|{budget}|{','.join(map(str, seeds))}|{COST_LIB}"
 
 
 def run_row(table, net, fusion, buffer, budget, seeds) -> dict:
@@ -98,6 +107,26 @@ def save(rows: list[dict], path: Path) -> None:
                   + markdown(rows))
 
 
+def dp_zoo(names) -> int:
+    """Interval-DP wall time on each zoo net (the DP's target is < 5 s per net)."""
+    rows = []
+    for name in tqdm(names, desc="dp", unit="net"):
+        graph = zoo.opgraph(name)
+        for fusion in ("lbdf", "brr"):
+            for buffer in ("128KB", "256KB"):
+                accel = Accelerator(parse_size(buffer), fusion)
+                r = search(graph, accel, "dp", progress=False, cost_model=CostModel(graph, accel))
+                rows.append({"net": name, "ops": len(graph), "fusion": fusion, "buffer": buffer,
+                             "dram_mb": r.totals.dram_bytes / MB, "seconds": r.seconds})
+    lines = ["| net | ops | fusion | buffer | DP DRAM (MB) | DP time (s) |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['net']} | {r['ops']} | {r['fusion'].upper()} | {r['buffer']} | {r['dram_mb']:.3f} | "
+              f"{r['seconds']:.2f} |" for r in rows]
+    (RESULTS / "fusion_search.dp.json").write_text(json.dumps({"cost_lib": COST_LIB, "rows": rows}, indent=1))
+    (RESULTS / "fusion_search.dp.md").write_text("# Interval DP time per zoo network\n\n" + "\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="one seed and budget 200 (rows keyed separately)")
@@ -106,12 +135,15 @@ def main(argv=None) -> int:
     ap.add_argument("--tables", default="a,b", help="comma-separated tables to run (a, b)")
     ap.add_argument("--redo", action="store_true", help="recompute rows already in the results file")
     ap.add_argument("--output", type=Path, default=RESULTS / "fusion_search.json")
+    ap.add_argument("--dp-zoo", action="store_true", help="only time the interval DP on every zoo net")
     args = ap.parse_args(argv)
     seeds = (0,) if args.quick else (0, 1, 2)
     nets = set(args.nets.split(",")) if args.nets else None
     unknown = (nets or set()) - set(zoo.NAMES)
     if unknown:
         ap.error(f"unknown network(s) {sorted(unknown)}; zoo has {', '.join(zoo.NAMES)}")
+    if args.dp_zoo:
+        return dp_zoo([n for n in zoo.NAMES if nets is None or n in nets])
     todo = []
     for table in args.tables.split(","):
         if table not in TABLES:
@@ -129,7 +161,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         row = run_row(*spec)
         row["wall_seconds"] = time.perf_counter() - t0
-        rows = [r for r in rows if r["key"] != key] + [row]
+        stale = key.rsplit("|", 1)[0]  # same row with another cost-model build
+        rows = [r for r in rows if r["key"].rsplit("|", 1)[0] != stale] + [row]
         save(rows, args.output)
         tqdm.write(markdown([row]).splitlines()[-1])
     print(markdown([r for r in rows if r["key"] in {row_key(*s) for s in todo}]))

@@ -63,7 +63,7 @@ def main() -> None:
     p.add_argument("--explainers", default="gnne,pg,rg")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--budget", type=int, default=None, help="override the set-up's plan budget")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (2 is slower than 1 on a loaded 2-core box)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 

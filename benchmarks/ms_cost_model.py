@@ -5,6 +5,7 @@ collect_ms_records.py). For each held-out workload W and k in --shots (default 0
 k records of W (seeded sample) are the fine-tuning data, the rest of W is the test set.
 
 * AIO-P: GNN pre-trained on all other workloads, then fine-tuned on the k records.
+* AIO-P (no edges): ablation, the same GNN trained on graphs without data-flow edges.
 * XGB (k only): MetaSchedule's XGBModel trained on the k records of W alone (k = 0 ->
   random scores, what XGBModel does before its warm-up).
 * XGB (transfer): XGBModel trained on all other workloads + the k records.
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_mlp:
             for c, f in zip(wr.candidates, mlp_extractor.extract_from(wr.context, wr.candidates)):
                 mlp_table[c.__chandle__()] = f
+    no_edges = {n: [(x, np.zeros((2, 0), np.int64)) for x, _ in gs] for n, gs in graphs.items()}
     n_cands = sum(len(w.candidates) for w in workloads)
     extract_ms = 1000 * extract_s / n_cands
 
@@ -156,6 +158,11 @@ def main(argv: list[str] | None = None) -> None:
         pre = aiop.StoreGNN(aiop.GNNConfig())
         pre.set_normalisation([g for w in others for g in graphs[w.name]])
         aiop.train(pre, [(graphs[w.name], w.costs) for w in others], epochs=args.epochs, seed=args.seed)
+        # ablation: the same GNN with the data-flow edges removed (nodes only)
+        torch.manual_seed(args.seed)
+        pre_ne = aiop.StoreGNN(aiop.GNNConfig())
+        pre_ne.set_normalisation([g for w in others for g in graphs[w.name]])
+        aiop.train(pre_ne, [(no_edges[w.name], w.costs) for w in others], epochs=args.epochs, seed=args.seed)
         perm = rng.permutation(len(held.candidates))
         for k in args.shots:
             if len(perm) - k < 10:
@@ -168,6 +175,10 @@ def main(argv: list[str] | None = None) -> None:
             if k:
                 aiop.train(gnn, [([graphs[held.name][i] for i in tr], held.costs[tr])], epochs=args.finetune_epochs, lr=3e-4, seed=args.seed)
             row["aiop"] = metrics(aiop.score(gnn, test_g), test_c)
+            gnn.load_state_dict(pre_ne.state_dict())
+            if k:
+                aiop.train(gnn, [([no_edges[held.name][i] for i in tr], held.costs[tr])], epochs=args.finetune_epochs, lr=3e-4, seed=args.seed)
+            row["aiop_no_edges"] = metrics(aiop.score(gnn, [no_edges[held.name][i] for i in te]), test_c)
             test_cands = [held.candidates[i] for i in te]
             if k:
                 xgb = fit_xgb(table, [(held, tr)])
@@ -193,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         aiop.score(pre, batch)
     gnn_ms = 1000 * (time.perf_counter() - t0) / 10
 
-    models = ["aiop", "xgb_k_only", "xgb_transfer"] + ([] if "mlp_transfer" not in rows[0] or "error" in rows[0]["mlp_transfer"] else ["mlp_transfer"])
+    models = ["aiop", "aiop_no_edges", "xgb_k_only", "xgb_transfer"] + ([] if "mlp_transfer" not in rows[0] or "error" in rows[0]["mlp_transfer"] else ["mlp_transfer"])
     summary = {}
     for k in args.shots:
         rk = [r for r in rows if r["k"] == k]

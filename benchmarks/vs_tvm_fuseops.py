@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 import tvm
 from tqdm import tqdm
-from tvm import relax
 from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
 
 from tvm_fusion import zoo
@@ -28,7 +27,7 @@ from tvm_fusion.cost import CostModel
 from tvm_fusion.graph import from_torch
 from tvm_fusion.hardware import Accelerator
 from tvm_fusion.pipeline import PlanFusion, tvm_fusion_pipeline
-from tvm_fusion.relax_pass import FuseByPlan, fuseops_plan
+from tvm_fusion.relax_pass import FuseByPlan, fuseops_plan, tvm_fuseops_groups
 from tvm_fusion.search import search
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -95,7 +94,7 @@ def write(rows: list[dict], meta: dict, out: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--nets", default=",".join(zoo.NAMES))
+    parser.add_argument("--nets", default=",".join(zoo.NAMES), help="comma-separated zoo names")
     parser.add_argument("--input-size", type=int, default=None,
                         help="input H=W for every net (default: each net's own size)")
     parser.add_argument("--budget", type=int, default=2000)
@@ -118,10 +117,11 @@ def main() -> None:
         net, x = zoo.build(name, args.input_size, seed=args.seed)
         meta["input_sizes"][name] = list(x.shape[2:])
         graph, mod = from_torch(net, x, name=name, return_module=True)
+        tvm_groups = tvm_fuseops_groups(mod)
         for preset in PRESETS:
             accel = Accelerator.preset(preset)
             cost_model = CostModel(graph, accel)
-            tvm_plan, num_split = fuseops_plan(graph, mod, accel, seed=args.seed)
+            tvm_plan, num_split = fuseops_plan(graph, mod, accel, seed=args.seed, groups=tvm_groups)
             best, ls_dram, dp_dram, search_s = best_plan(graph, accel, args.budget, args.seed)
             row = {"net": name, "accelerator": preset, "ops": len(graph.nodes),
                    "no_fusion_mb": cost_model.no_fusion_dram() / MB,

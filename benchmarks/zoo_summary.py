@@ -43,7 +43,7 @@ def write(rows: list[dict], build_s: dict, out: Path) -> None:
              "DRAM in MB (10^6 bytes), int8 (1 byte/element). No fusion = every op its own "
              "group; lower bound = every weight, graph input and output moved once; unfusable = "
              "ops whose own F_β exceeds the buffer. `python benchmarks/zoo_summary.py`.", "",
-             "| net | accelerator | ops | unfusable | no-fusion MB | lower-bound MB | OpGraph s |",
+             "| net | accelerator | ops | unfusable | no-fusion MB | lower-bound MB | OpGraph s (build or cache load) |",
              "|---|---|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['net']} | {r['accelerator']} | {r['ops']} | {r['unfusable_ops']} | "
               f"{r['no_fusion_mb']:.3f} | {r['lower_bound_mb']:.3f} | {build_s[r['net']]:.1f} |"

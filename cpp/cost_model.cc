@@ -30,10 +30,12 @@ using tvm::ffi::Map;
 using tvm::ffi::String;
 using tvm::ffi::TensorView;
 
-// Row classes, as in tvm_fusion/graph.py.
+// Row classes, as in tvm_fusion/graph.py, plus kGlobalReduce: a GLOBAL op that accumulates
+// its input row by row (global pooling, mean, sum, max), set by tvm_fusion/cost.py.
 constexpr int64_t kRowLocal = 0;
 constexpr int64_t kWindowed = 1;
 constexpr int64_t kGlobal = 2;
+constexpr int64_t kGlobalReduce = 3;
 // Fusion types, as passed by tvm_fusion/cost.py.
 constexpr int64_t kLBDF = 0;
 constexpr int64_t kBRR = 1;
@@ -82,7 +84,7 @@ struct Graph {
 
   void Validate() const {
     for (int64_t v = 0; v < num_nodes; ++v) {
-      if (row_class[v] < kRowLocal || row_class[v] > kGlobal) {
+      if (row_class[v] < kRowLocal || row_class[v] > kGlobalReduce) {
         TVM_FFI_THROW(ValueError) << "tvm_fusion.cost: node " << v << " has unknown row class "
                                   << row_class[v];
       }
@@ -203,7 +205,8 @@ Cost EvaluateGroup(const Graph& g, Scratch* s, int64_t gid, const int64_t* begin
     }
     int64_t y = g.output[v];
     s->tensor_mark[y] = gid;
-    s->lag[y] = g.row_class[v] == kGlobal ? 1.0 + base : base;
+    bool global = g.row_class[v] == kGlobal || g.row_class[v] == kGlobalReduce;
+    s->lag[y] = global ? 1.0 + base : base;
     s->need[y] = 0;
     s->tensors.push_back(y);
     weights += g.weight_elems[v];

@@ -137,3 +137,20 @@ def load_all(families=tuple(FAMILIES), root: Path | None = None) -> list[Record]
     for fam in families:
         out.extend(load_family(fam, root))
     return out
+
+
+def subsample(records: list[Record], per_family: int | None, seed: int = 0) -> list[Record]:
+    """Records of ``per_family`` architectures per family (seeded, all tasks of each kept arch).
+
+    Used to work on a reproducible subset when building every OpGraph would take too long.
+    """
+    if per_family is None:
+        return list(records)
+    import random
+
+    keep: set = set()
+    for fam in sorted({r.family for r in records}):
+        archs = sorted({r.arch for r in records if r.family == fam}, key=repr)
+        random.Random(seed).shuffle(archs)
+        keep.update((fam, a) for a in archs[:per_family])
+    return [r for r in records if (r.family, r.arch) in keep]

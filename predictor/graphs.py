@@ -131,3 +131,8 @@ def build_graphs(records, progress: bool = True) -> dict[tuple, OpGraph]:
     for key, (fam, task, arch) in tqdm(keys.items(), desc="OpGraphs", disable=not progress):
         out[key] = network_graph(fam, task, arch)
     return out
+
+
+def is_cached(family: str, arch) -> bool:
+    """Whether the backbone OpGraph of ``arch`` is already on disk (heads are few and cheap)."""
+    return (cache_dir() / "backbone" / f"{family}-{_digest(arch)}.json").is_file()

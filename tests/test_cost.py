@@ -148,6 +148,15 @@ def test_squeeze_excite_holds_x_whole():
     assert CostModel(g, brr(620)).group_cost(range(5)) == (610, 1280, True)
     assert CostModel(g, brr(600)).group_cost(range(5)) == (610, 1280, False)
     assert CostModel(g, brr(640)).group_cost(range(5)) == (610, 1056, True)
+    # the mean alone is a streamed reduction: x 1 row (64) + s 8 = 72, F_D = 512 + 8
+    assert CostModel(g, lbdf(640)).group_cost([0]) == (72, 520, True)
+
+
+def test_non_reduction_global_holds_its_input_whole():
+    # reshape x 1x8x8x8 -> 1x512 (H = 1): x held whole 512 + output row 512 = 1024
+    g = G((1, 8, 8, 8))
+    g.op("reshape", (0,), (1, 512), GLOBAL)
+    assert CostModel(g.graph(), lbdf(1024)).group_cost([0]) == (1024, 1024, True)
 
 
 # ---- API behaviour ---------------------------------------------------------------------
@@ -221,7 +230,7 @@ def random_graph(n, seed):
         elif r < 0.6:
             g.op("max_pool2d", (src,), shape, WINDOWED, k=3)
         elif r < 0.7:
-            g.op("mean", (src,), shape[:2] + (1, 1), GLOBAL)
+            g.op(rng.choice(["mean", "reshape"]), (src,), shape[:2] + (1, 1), GLOBAL)
         else:
             same = [t.id for t in g.tensors if t.shape == shape and t.id != src]
             if same:

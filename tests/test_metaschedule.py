@@ -1,9 +1,14 @@
 """AIO-P as a MetaSchedule cost model (predictor/metaschedule.py)."""
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 import tvm
 import tvm.s_tir.meta_schedule as ms
 from tvm import te
@@ -30,6 +35,17 @@ def _matmul(n: int = 64, relu: bool = False, diamond: bool = False):
         return te.create_prim_func([a, b, d])
     e = te.compute((n, n), lambda i, j: c[i, j] + d[i, j], name="E")
     return te.create_prim_func([a, b, e])
+
+
+def _collector():
+    """benchmarks/collect_ms_records.py as a module (benchmarks/ is not a package)."""
+    if "collect_ms_records" not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / "collect_ms_records.py"
+        spec = importlib.util.spec_from_file_location("collect_ms_records", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses need the module registered
+        spec.loader.exec_module(module)
+    return sys.modules["collect_ms_records"]
 
 
 def _context(func):
@@ -168,3 +184,49 @@ def test_tune_tir_end_to_end(tmp_path, seed):
     c = tvm.runtime.tensor(np.zeros((64, 64), "float32"))
     lib["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(b), c)
     np.testing.assert_allclose(c.numpy(), a @ b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "kind,shape",
+    [
+        ("conv2d", dict(c_in=3, c_out=4, hw=7, k=3, stride=2, pad=1)),
+        ("depthwise", dict(c_in=5, hw=8, k=5, stride=2, pad=2)),
+        ("maxpool", dict(c_in=2, hw=7, k=3, stride=2, pad=1)),
+        ("avgpool", dict(c_in=3, hw=4, k=4)),
+        ("dense", dict(c_in=6, c_out=5)),
+    ],
+)
+def test_collector_workloads_match_torch(kind, shape, seed):
+    """The TE layers tuned by benchmarks/collect_ms_records.py compute what their zoo
+    layer computes (small shapes, unscheduled build vs torch)."""
+    collect = _collector()
+    w = collect.Workload("t", kind, "test", **shape)
+    lib = tvm.compile(tvm.IRModule({"main": w.prim_func()}), target="llvm")
+    g = torch.Generator().manual_seed(seed)
+    if kind == "dense":
+        x, wt = torch.randn(1, w.c_in, generator=g), torch.randn(w.c_out, w.c_in, generator=g)
+        ref = x @ wt.T
+        ins = [x, wt]
+    else:
+        x = torch.randn(1, w.c_in, w.hw, w.hw, generator=g)
+        ins = [x]
+        if kind == "conv2d":
+            wt = torch.randn(w.c_out, w.c_in, w.k, w.k, generator=g)
+            ref, ins = F.conv2d(x, wt, stride=w.stride, padding=w.pad), [x, wt]
+        elif kind == "depthwise":
+            wt = torch.randn(w.c_in, 1, w.k, w.k, generator=g)
+            ref, ins = F.conv2d(x, wt, stride=w.stride, padding=w.pad, groups=w.c_in), [x, wt]
+        elif kind == "maxpool":
+            ref = F.max_pool2d(x, w.k, w.stride, w.pad)
+        else:
+            ref = F.avg_pool2d(x, w.k, w.stride, w.pad)
+    out = tvm.runtime.tensor(np.zeros(tuple(ref.shape), "float32"))
+    lib["main"](*[tvm.runtime.tensor(t.numpy()) for t in ins], out)
+    np.testing.assert_allclose(out.numpy(), ref.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_collector_has_20_distinct_workloads():
+    collect = _collector()
+    keys = {(w.kind, w.c_in, w.c_out, w.hw, w.k, w.stride, w.pad) for w in collect.WORKLOADS}
+    assert len(keys) == len(collect.WORKLOADS) >= 20
+    assert {w.kind for w in collect.WORKLOADS} == {"conv2d", "depthwise", "dense", "maxpool", "avgpool"}

@@ -94,6 +94,7 @@ def test_random_partitions_and_cuts_are_valid_plans(seed):
             assert sorted(itertools.chain.from_iterable(pieces)) == list(big)
             Plan.from_groups(g, [x for x in groups if x != big] + pieces)
     assert max(sizes) > 1
+    assert all(len(x) <= 3 for _ in range(5) for x in random_convex_partition(g, rng, 1.0, max_group_size=3))
     frozen = {3, 7}
     for groups in (random_convex_partition(g, rng, merge_prob=1.0, singletons=frozen) for _ in range(5)):
         assert (3,) in groups and (7,) in groups

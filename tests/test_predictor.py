@@ -191,3 +191,27 @@ def test_pretrain_and_finetune_improve_srcc_then_checkpoint_round_trip(tmp_path)
     assert np.array_equal(loaded.scores(items, "zeroshot"), ft2.scores(items, "zeroshot"))
     with pytest.raises(KeyError, match="no head"):
         loaded.scores(items, "nope/x")
+
+
+def test_task_decoders_and_subsample():
+    assert spaces.graph_task("tnb101", "autoencoder") == spaces.graph_task("tnb101", "normal")
+    assert spaces.graph_task("tnb101", "class_scene") != spaces.graph_task("tnb101", "segmentsemantic")
+    assert spaces.graph_task("nb101", "cifar10") == ""
+    recs = data.load_family("nb201")
+    sub = data.subsample(recs, 4, seed=1)
+    assert len({r.arch for r in sub}) == 4 and len(sub) == 12  # all three tasks of each kept arch
+    assert sub == data.subsample(recs, 4, seed=1)
+
+
+@pytest.mark.slow
+def test_network_graph_through_from_torch_is_cached(tmp_path, monkeypatch):
+    from predictor import graphs
+
+    monkeypatch.setenv("AIOP_CACHE", str(tmp_path))
+    g = graphs.network_graph("nb201", "cifar10", (0, 2, 3, 4, 1, 2))
+    kinds = {n.kind for n in g}
+    assert {"conv2d", "avg_pool2d", "dense"} <= kinds
+    assert graphs.is_cached("nb201", (0, 2, 3, 4, 1, 2))
+    assert graphs.network_graph("nb201", "cifar10", (0, 2, 3, 4, 1, 2)).fingerprint() == g.fingerprint()
+    d = features.to_data(g)
+    assert d.x.shape[0] == len(g) and d.edge_index.shape[1] == len(g.edges)

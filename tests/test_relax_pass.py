@@ -261,6 +261,7 @@ def test_fuseops_plan_is_legal_and_covers_graph(small_net):
     plan, num_split = fuseops_plan(graph, mod, tiny, seed=3)
     assert num_split > 0 and len(plan) > len(raw)
     assert plan == fuseops_plan(graph, mod, tiny, seed=3)[0]  # seeded
+    assert fuseops_plan(graph, mod, tiny, seed=3, groups=raw) == (plan, num_split)
     assert not plan.totals(CostModel(graph, tiny)).illegal_groups
 
 
@@ -286,3 +287,28 @@ def test_zoo_net_matches_torch(name):
     with torch.no_grad():
         ref = net(x).numpy()
     np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-5 * float(np.abs(ref).max()))
+
+
+def test_pipeline_canonicalises_raw_module(small_net):
+    """A module straight from torch's importer (batch norms, weight reshapes) is canonicalised
+    first, so its plan and result are those of the canonical module."""
+    from tvm.relax.frontend.torch import from_exported_program
+
+    from tvm_fusion.pipeline import PlanFusion
+
+    graph, mod, x, ref = small_net
+    torch.manual_seed(0)
+    net = SmallNet().eval()
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2.0)
+    raw = from_exported_program(torch.export.export(net, (torch.from_numpy(x),)),
+                                keep_params_as_input=False)
+    with tvm.target.Target(TARGET):
+        record = json.loads(str(PlanFusion("lbdf-256kb", algorithm="dp")(raw).attrs[PLAN_ATTR]))
+    assert record["graph_fingerprint"] == graph.fingerprint()
+    import tvm_fusion.pipeline  # noqa: F401
+
+    pipe = relax.get_pipeline("tvm_fusion", accelerator="lbdf-256kb", algorithm="dp")
+    np.testing.assert_allclose(_run(raw, x, pipeline=pipe), ref, rtol=1e-4, atol=1e-4)

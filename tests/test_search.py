@@ -241,3 +241,37 @@ def test_nsga2_genome_round_trip(seed):
     for _ in range(10):
         groups = sorted(ctx.random_partition())
         assert sorted(_decode(ctx, _encode(ctx, groups))) == groups
+
+
+def _tiny_onnx(path):
+    """conv3x3+relu x6 with a residual add, written with onnx.helper (no exporter needed)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    inits, nodes, prev = [], [], "x"
+    for i in range(6):
+        inits.append(numpy_helper.from_array(rng.standard_normal((8, 8, 3, 3)).astype(np.float32), f"w{i}"))
+        nodes.append(helper.make_node("Conv", [prev, f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]))
+        nodes.append(helper.make_node("Relu", [f"c{i}"], [f"r{i}"]))
+        prev = f"r{i}"
+    nodes.append(helper.make_node("Add", ["r5", "r2"], ["y"]))
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, path)
+
+
+def test_cli_on_onnx_file(tmp_path, capsys):
+    from tvm_fusion import cli
+
+    _tiny_onnx(tmp_path / "tiny.onnx")
+    out = tmp_path / "plan.json"
+    assert cli.main(["optimize", str(tmp_path / "tiny.onnx"), "--buffer", "2KB", "--algorithm", "dp",
+                     "--no-progress", "-o", str(out)]) == 0
+    g = cli.load_model(str(tmp_path / "tiny.onnx"), None)
+    plan = Plan.load(out, g)
+    assert plan.totals(cost.CostModel(g, Accelerator("2KB"))).legal
+    assert "model      tiny:" in capsys.readouterr().out

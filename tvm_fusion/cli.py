@@ -123,7 +123,7 @@ def run_optimize(args, parser) -> int:
     fused = sum(1 for g in result.plan.groups if len(g) > 1)
     print(f"model      {graph.name}: {len(graph)} ops")
     print(f"target     {accel}")
-    print(f"search     {result.algorithm}, {result.evaluated_plans} plan{"s" if result.evaluated_plans != 1 else ""} evaluated, seed {args.seed}, "
+    print(f"search     {result.algorithm}, {result.evaluated_plans} plan{'s' if result.evaluated_plans != 1 else ''} evaluated, seed {args.seed}, "
           f"splitter {args.splitter}, {result.seconds:.2f} s")
     print(f"DRAM       {t.dram_bytes / mb:.3f} MB  (no fusion {t.no_fusion_bytes / mb:.3f} MB, "
           f"lower bound {t.lower_bound_bytes / mb:.3f} MB)")

@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import tvm_ffi
 
-from .graph import OpGraph
+from .graph import GLOBAL, OpGraph
 from .hardware import Accelerator, FusionType
 
 _LIB = Path(__file__).resolve().parent / "lib" / "libtvm_fusion_cost.so"
@@ -29,6 +29,10 @@ if not _LIB.exists():
 _MODULE = tvm_ffi.load_module(str(_LIB))
 _make_evaluator = tvm_ffi.get_global_func("tvm_fusion.cost.make_evaluator")
 _FUSION_CODE = {FusionType.LBDF: 0, FusionType.BRR: 1}
+#: GLOBAL ops that accumulate their input row by row: they wait for the whole input (lag
+#: +1) but hold only one input row (docs/cost_model.md, "Rows held on chip").
+STREAMED_REDUCTIONS = frozenset({"mean", "sum", "max", "adaptive_avg_pool2d"})
+_GLOBAL_REDUCE = 3
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,8 @@ def _flatten(graph: OpGraph) -> list[np.ndarray]:
         return np.fromiter(values, dtype=np.int64)
 
     return [
-        arr(n.row_class for n in nodes),
+        arr(_GLOBAL_REDUCE if n.row_class == GLOBAL and n.kind in STREAMED_REDUCTIONS else n.row_class
+            for n in nodes),
         arr(n.kernel_h_eff for n in nodes),
         arr(n.stride[0] for n in nodes),
         arr(n.weight_elems for n in nodes),

@@ -226,8 +226,7 @@ def fuse_by_plan(mod: tvm.IRModule, groups: Sequence[Sequence[str]],
     groups = [list(g) for g in groups]
     func, block = _main_block(mod, func_name)
     units = _assign_units(block, groups)
-    num_units = max(units, default=len(groups) - 1) + 1
-    order = _topological_units(block, units, max(num_units, len(groups)), groups)
+    order = _topological_units(block, units, max(units, default=-1) + 1, groups)
 
     bindings = list(block.bindings)
     members: dict[int, list[int]] = {}
@@ -249,11 +248,11 @@ def fuse_by_plan(mod: tvm.IRModule, groups: Sequence[Sequence[str]],
     group_funcs: dict[int, tuple[relax.GlobalVar, list, list]] = {}
     for g in range(len(groups)):
         group_funcs[g] = _emit_group_function(bb, g, [bindings[i] for i in members[g]],
-                                              unit_of_var, used_outside)
+                                              used_outside)
 
     vmap: dict = {}
-    with bb.function(func_name, params=list(func.params), attrs=dict(func.attrs) if func.attrs else None, pure=func.is_pure,
-                     private=False):
+    attrs = dict(func.attrs) if func.attrs else None
+    with bb.function(func_name, params=list(func.params), attrs=attrs, pure=func.is_pure):
         with bb.dataflow():
             for u in order:
                 if u in group_funcs:
@@ -280,8 +279,7 @@ def _emit(bb: relax.BlockBuilder, value: relax.Expr, like: relax.Var) -> relax.V
     return bb.emit_output(value, name_hint=like.name)
 
 
-def _emit_group_function(bb, g: int, group_bindings: list, unit_of_var: dict,
-                         used_outside: set) -> tuple[relax.GlobalVar, list, list]:
+def _emit_group_function(bb, g: int, group_bindings: list, used_outside: set) -> tuple[relax.GlobalVar, list, list]:
     """Add group ``g``'s Primitive function; return (global var, call arguments, outputs)."""
     inside = {b.var for b in group_bindings}
     args: list = []
@@ -443,11 +441,13 @@ def _map_expr(expr: relax.Expr, env: dict):
     return expr
 
 
-def fuseops_plan(graph, mod: tvm.IRModule, accel, splitter: str = "random", seed: int = 0):
+def fuseops_plan(graph, mod: tvm.IRModule, accel, splitter: str = "random", seed: int = 0,
+                 groups: list[list[str]] | None = None):
     """TVM's FuseOps grouping of ``mod`` as a Plan on ``graph``, made legal for ``accel``.
 
     FuseOps knows nothing of the on-chip buffer, so its groups of two or more ops whose F_β
     exceeds the buffer are split by ``splitter`` (the paper's random split by default).
+    ``groups``: ``tvm_fuseops_groups(mod)`` if already computed (it legalises the module).
     Returns ``(plan, num_split)``: the legal plan and how many FuseOps groups were split.
     """
     import random
@@ -460,12 +460,12 @@ def fuseops_plan(graph, mod: tvm.IRModule, accel, splitter: str = "random", seed
     cost_model = CostModel(graph, accel)
     split = make_splitter(splitter)
     rng = random.Random(seed)
-    groups, num_split = [], 0
-    for names in tvm_fuseops_groups(mod):
+    legal, num_split = [], 0
+    for names in tvm_fuseops_groups(mod) if groups is None else groups:
         group = tuple(sorted(ids[n] for n in names))
         if len(group) >= 2 and not cost_model.group_cost(group)[2]:
-            groups.extend(split.split(group, cost_model, rng))
+            legal.extend(split.split(group, cost_model, rng))
             num_split += 1
         else:
-            groups.append(group)
-    return Plan.from_groups(graph, groups, accel), num_split
+            legal.append(group)
+    return Plan.from_groups(graph, legal, accel), num_split

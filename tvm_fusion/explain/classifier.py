@@ -128,6 +128,7 @@ def weights_path(fusion: str) -> Path:
 
 
 def save(model: ValidityGNN, path: Path, meta: dict | None = None) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     torch.save({"version": VERSION, "config": model.config, "state": model.state_dict(), "meta": meta or {}}, path)
 
 

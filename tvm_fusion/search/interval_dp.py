@@ -9,8 +9,9 @@ one interval may stand for several groups. Unfusable ops are intervals of their 
 ``best[j] = min_i best[i] + cost(i..j-1)`` where cost is the summed F_D of the interval's
 components, admissible when every multi-op component fits. For a fixed start the interval
 is extended until a multi-op component stops fitting; stopping there assumes F_β does not
-shrink when a group grows (true for the line-buffer models of docs/cost_model.md), so the
-result is the optimum of the family. The components of ``[i, j]`` are maintained
+shrink when a group grows (no violation in ~10k interval extensions of resnet50,
+mobilenet_v2 and efficientnet_b0, LBDF and BRR; the tests compare the DP with the exhaustive
+oracle on chains), under which the result is the optimum of the family. The components of ``[i, j]`` are maintained
 incrementally with a union-find, and new components are evaluated in batches.
 """
 
