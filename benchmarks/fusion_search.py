@@ -103,7 +103,8 @@ def save(rows: list[dict], path: Path) -> None:
     os.replace(tmp, path)
     md = path.with_suffix(".md")
     md.write_text("# Fusion search benchmark (random splitter)\n\nDRAM traffic in MB (2^20 B); RS/LS/NSGA-II "
-                  "mean ± sample std over the listed seeds. Produced by `benchmarks/fusion_search.py`.\n\n"
+                  "mean ± sample std over the listed seeds; times are per run. Cost-model build "
+                  f"{COST_LIB}. Produced by `benchmarks/fusion_search.py`.\n\n"
                   + markdown(rows))
 
 

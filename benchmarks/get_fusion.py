@@ -132,6 +132,10 @@ def write_table(rows: dict, path: Path) -> None:
         lines.append(f"| {net} | {setup} | {algo} | {budget} | {sp} | {len(rs)} | {dram / 2**20:.3f} | {change} | "
                      f"{(sum(rect) / len(rect)) if rect else float('nan'):.2f} | "
                      f"{sum(r['seconds'] for r in rs) / len(rs):.1f} |")
+    lines += ["", "Comparisons are budget-matched (same number of evaluated plans), not time-matched: a GET "
+              "run's wall time includes explanations (and PGExplainer's training on first use), so a random-"
+              "splitter row with a larger budget is the time-matched reference. `rectify` = fraction of "
+              "invalid groups split by explanation cuts alone (no random fallback)."]
     path.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -70,10 +70,9 @@ def main() -> None:
         t1 = time.time()
         model, history = classifier.train(train, val, epochs=args.epochs, hidden=args.hidden, seed=args.seed)
         t_train = time.time() - t1
-        per_kb = {}
-        test_idx = np.flatnonzero(is_test)
-        for j, kb in enumerate(ds.buffer_kb):  # ds.pyg orders samples group-major, buffer-minor
-            per_kb[kb] = classifier.evaluate(model, test[j::len(ds.buffer_kb)]).as_dict() if len(test_idx) else None
+        # ds.pyg orders samples group-major, buffer-minor
+        per_kb = {kb: classifier.evaluate(model, test[j::len(ds.buffer_kb)]).as_dict() if test else None
+                  for j, kb in enumerate(ds.buffer_kb)}
         row = {"samples": {"train": len(train), "val": len(val), "test": len(test)},
                "invalid_fraction": float(1 - ds.fits.mean()),
                "val": classifier.evaluate(model, val).as_dict() if val else None,

@@ -193,3 +193,11 @@ def test_get_splitter_via_registry(model, tmp_path):
         make_splitter("get", explainer="rg", fusion="brr", weights=path).split((0, 1), cm, random.Random(0))
     with pytest.raises(ValueError, match="unknown explainer"):
         make_splitter("get", explainer="xyz")
+
+
+@pytest.mark.parametrize("fusion", ["lbdf", "brr"])
+def test_shipped_weights_match_the_encoder(fusion):
+    """tvm_fusion/data/ weights load for the current features (else: rerun train_validity.py)."""
+    m = classifier.load(fusion)
+    d = GroupEncoder(diamond(SHAPE)).encode(range(5), 128 * 1024)
+    assert m(d.x, d.edge_index).shape == (1, 1)

@@ -11,8 +11,8 @@ import tvm
 from torch import nn
 from tvm import relax
 
-from tvm_fusion.graph import (GLOBAL, ROW_LOCAL, WINDOWED, OpGraph, UnsupportedOpError, canonicalize,
-                              from_onnx, from_torch)
+from tvm_fusion.graph import (GLOBAL, ROW_LOCAL, WINDOWED, ModelImportError, OpGraph, UnsupportedOpError,
+                              canonicalize, from_onnx, from_torch)
 
 
 class ConvBnResidual(nn.Module):
@@ -106,9 +106,7 @@ def test_canonicalize_preserves_numerics(seed):
     assert "relax.nn.batch_norm" not in ops and "relax.permute_dims" not in ops
     assert len(g) == len(ops)
     vm = relax.VirtualMachine(tvm.compile(mod, target="llvm"), tvm.cpu())
-    out = vm["main"](tvm.runtime.tensor(x.numpy()))
-    out = out[0] if isinstance(out, (list, tuple)) or hasattr(out, "__getitem__") and not hasattr(out, "numpy") \
-        else out
+    out = vm["main"](tvm.runtime.tensor(x.numpy()))[0]  # the torch importer returns a 1-tuple
     with torch.no_grad():
         np.testing.assert_allclose(out.numpy(), m(x).numpy(), rtol=1e-4, atol=1e-4)
 
@@ -206,3 +204,24 @@ def test_static_hand_built_relax_module():
     assert [n.kind for n in g.nodes] == ["avg_pool2d", "relu"]
     assert g.nodes[0].flops == 4 * 3 * 3 * 4 and g.nodes[0].stride == (2, 2)
     assert g.inputs == [0] and g.tensors[0].name == "x"
+
+
+def test_frontend_failure_names_the_model(tmp_path):
+    class DataDependent(nn.Module):
+        def forward(self, x):
+            return x * 2 if x.sum() > 0 else x  # not exportable: data-dependent branch
+
+    with pytest.raises(ModelImportError, match="torch.export failed for model 'dd'"):
+        from_torch(DataDependent(), torch.randn(1, 4), name="dd")
+    with pytest.raises(ModelImportError, match="missing.onnx"):
+        from_onnx(tmp_path / "missing.onnx")
+
+
+def test_main_without_dataflow_block_rejected():
+    bb = relax.BlockBuilder()
+    x = relax.Var("x", relax.TensorType([1, 4], "float32"))
+    with bb.function("main", [x]):
+        out = bb.emit(relax.op.nn.relu(x))
+        bb.emit_func_output(out)
+    with pytest.raises(UnsupportedOpError, match="exactly one non-empty dataflow block"):
+        OpGraph.from_relax(bb.get(), canonical=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Iterator
 
 
@@ -214,7 +214,7 @@ class ModelImportError(RuntimeError):
 class _OpSpec:
     kind: str
     row_class: int
-    flops: str  # "elementwise" | "none" | "reduce" | special kinds computed per op
+    flops: str  # default FLOP rule: "elementwise" | "none" | "reduce"; others set in _op_details
 
 
 def _ew(kind: str) -> _OpSpec:
@@ -289,10 +289,97 @@ def canonicalize(mod):
     seq = tvm.transform.Sequential([
         relax.transform.FoldBatchnormToConv2D(),
         relax.transform.DecomposeOpsForInference(),
+        _FoldConstantsNumpy(),
         relax.transform.FoldConstant(),
         relax.transform.CanonicalizeBindings(),
     ])
     return _unique_binding_names(seq(mod))
+
+
+def _FoldConstantsNumpy():  # noqa: N802 - a pass factory, named like TVM's
+    """Evaluate in numpy the constant-only bindings the importers and the BN fold leave.
+
+    FoldBatchnormToConv2D emits ``gamma / sqrt(var + eps)`` etc. as Relax ops over
+    constants, and the frontends reshape biases and transpose dense weights; FoldConstant
+    compiles one LLVM kernel per distinct op and shape for those (about half of a zoo
+    net's import time). Ops outside ``_NUMPY_FOLD`` are left to FoldConstant.
+    """
+    import numpy as np
+    import tvm
+    from tvm import relax
+    from tvm.relax.expr_functor import PyExprMutator, mutator
+
+    _Const = tvm.ir.expr.GenericConst
+
+    def scalar(x):
+        return x.value if isinstance(x, (tvm.tirx.FloatImm, tvm.tirx.IntImm)) else None
+
+    @mutator
+    class _Folder(PyExprMutator):
+        def __init__(self, mod) -> None:
+            super().__init__(mod)
+            self.values: dict = {}  # folded var -> its constant
+
+        def visit_dataflow_var_(self, var):
+            return self.values.get(var, var)
+
+        def visit_var_binding_(self, binding) -> None:
+            val = self.visit_expr(binding.value)
+            folded = self._fold(val) if isinstance(binding.var, relax.DataflowVar) else None
+            if folded is None:
+                self.builder_.emit_normalized(relax.VarBinding(binding.var, val))
+            else:
+                self.values[binding.var] = folded
+
+        def _fold(self, call):
+            op = getattr(getattr(call, "op", None), "name", None)
+            fn = _NUMPY_FOLD.get(op)
+            if fn is None or not call.args or not isinstance(call.args[0], _Const):
+                return None
+            dtype = str(call.args[0].value.dtype)
+            args = []
+            for x in call.args:
+                if isinstance(x, _Const):
+                    args.append(x.value.numpy())
+                elif isinstance(x, relax.ShapeExpr):
+                    args.append([int(v) for v in x.values])
+                elif scalar(x) is not None:
+                    args.append(np.asarray(scalar(x), dtype=dtype))
+                else:
+                    return None
+            out = np.asarray(fn(call, *args))
+            if str(out.dtype) != dtype:
+                out = out.astype(dtype)
+            return relax.const(np.ascontiguousarray(out), dtype)
+
+    @tvm.transform.module_pass(opt_level=0, name="FoldConstantsNumpy")
+    def _pass(mod, _ctx):
+        out = mod.clone()
+        for gv, func in mod.functions_items():
+            if isinstance(func, relax.Function):
+                out.update_func(gv, _Folder(mod).visit_expr(func))
+        return out
+
+    return _pass
+
+
+def _np_permute(call, x):
+    import numpy as np
+
+    axes = call.attrs.axes
+    return np.transpose(x, None if axes is None else [int(a) for a in axes])
+
+
+#: Relax op -> numpy evaluation ``fn(call, *args)`` used by _FoldConstantsNumpy.
+_NUMPY_FOLD = {
+    "relax.reshape": lambda call, x, shape: x.reshape(shape),
+    "relax.permute_dims": _np_permute,
+    "relax.add": lambda call, a, b: a + b,
+    "relax.subtract": lambda call, a, b: a - b,
+    "relax.multiply": lambda call, a, b: a * b,
+    "relax.divide": lambda call, a, b: a / b,
+    "relax.sqrt": lambda call, x: x ** 0.5,
+}
 
 
 def _unique_binding_names(mod):
@@ -433,7 +520,8 @@ def _op_details(call, spec: _OpSpec, in_shapes: list[tuple[int, ...]], consts: l
                 and call.args[1].same_as(consts[0]):
             d["kind"] = "dense"
             d["out_channels"] = int(consts[0].value.shape[1])
-        k = in_shapes[0][-1] if in_shapes else int(consts[0].value.shape[-2])
+        a0 = call.args[0]
+        k = a0.value.shape[-1] if consts and a0.same_as(consts[0]) else in_shapes[0][-1]
         d["flops"] = 2 * out_numel * int(k)
     elif kind == "resize2d":
         method = str(a.method)
@@ -563,14 +651,19 @@ def _from_relax(mod, name: str | None, canonical: bool) -> "OpGraph":
         if spec is None:
             raise UnsupportedOpError(_unsupported_op_message(op_name, var.name))
         out_shape, out_dtype = _static_shape(var.ty, f"output of {where} ({op_name})")
+        if var.name in names:
+            raise ValueError(f"binding name {var.name!r} occurs twice in 'main' of {gname!r}; "
+                             "OpGraph node names must be unique (they identify Relax bindings)")
+        names.add(var.name)
         in_ids: list[int] = []
-        consts: list = []
+        consts: list = []  # weights
+        scalars: list = []  # rank-0 constants (the 3 and 6 of a decomposed hardswish): immediates
         for arg in val.args:
             for v in flatten(resolve(arg, where)):
-                if isinstance(v, _Const):
-                    consts.append(v)
-                else:
+                if not isinstance(v, _Const):
                     in_ids.append(v)
+                else:
+                    (consts if len(v.value.shape) > 0 else scalars).append(v)
         if not in_ids:
             raise UnsupportedOpError(f"{where} ({op_name}) reads only constants; run canonicalize() "
                                      "(FoldConstant) first or pass canonical=False")
@@ -579,12 +672,10 @@ def _from_relax(mod, name: str | None, canonical: bool) -> "OpGraph":
             det = _op_details(val, spec, in_shapes, consts, out_shape)
         except UnsupportedOpError as e:
             raise UnsupportedOpError(f"{where} ({op_name}): {e}") from None
+        if scalars:
+            det["attrs"]["scalars"] = [c.value.numpy().item() for c in scalars]
         w_elems = sum(_numel(c.value.shape) for c in consts)
         w_bytes = sum(_numel(c.value.shape) * dtype_bytes(c.value.dtype) for c in consts)
-        if var.name in names:
-            raise ValueError(f"binding name {var.name!r} occurs twice in 'main' of {gname!r}; "
-                             "OpGraph node names must be unique (they identify Relax bindings)")
-        names.add(var.name)
         tid = len(tensors)
         tensors.append(TensorInfo(tid, var.name, out_shape, out_dtype, len(nodes)))
         env[var] = tid
@@ -603,10 +694,10 @@ def _from_relax(mod, name: str | None, canonical: bool) -> "OpGraph":
         if not isinstance(o, int) or tensors[o].producer < 0:
             raise UnsupportedOpError(f"'main' of {gname!r} returns a constant or an input unchanged; "
                                      "every graph output must be computed by an operator")
-    return OpGraph(_mark_bias(nodes, tensors), tensors, outputs, gname)
+    return OpGraph(_mark_bias(nodes), tensors, outputs, gname)
 
 
-def _mark_bias(nodes: list[OpNode], tensors: list[TensorInfo]) -> list[OpNode]:
+def _mark_bias(nodes: list[OpNode]) -> list[OpNode]:
     """Label per-channel constant adds right after conv2d/dense as ``bias_add``.
 
     Relax has no fused conv-with-bias op, so a bias (or a folded batch norm's shift) is an
@@ -626,7 +717,6 @@ def _mark_bias(nodes: list[OpNode], tensors: list[TensorInfo]) -> list[OpNode]:
             continue
         a = nodes[cons[0]]
         if a.kind == "add" and len(a.inputs) == 1 and a.weight_elems == n.out_channels:
-            from dataclasses import replace
             nodes[a.id] = replace(a, kind="bias_add")
             nodes[n.id] = replace(n, has_bias=True)
     return nodes

@@ -26,7 +26,7 @@ from .graph import OpGraph, from_torch
 
 #: Bump when the zoo definitions or the OpGraph importer change what a graph contains;
 #: cached graphs of other versions are ignored.
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2
 
 
 # ---- building blocks -------------------------------------------------------------------
@@ -402,12 +402,12 @@ def cache_dir() -> Path:
     return Path(os.environ.get("TVM_FUSION_CACHE", Path.home() / ".cache" / "tvm_fusion"))
 
 
-def opgraph(name: str, input_size=None, use_cache: bool = True) -> OpGraph:
-    """OpGraph of a zoo network, read from / written to the JSON cache (keyed by name,
-    input size and GRAPH_VERSION)."""
+def opgraph(name: str, input_size=None, use_cache: bool = True, refresh: bool = False) -> OpGraph:
+    """OpGraph of a zoo network at batch 1, read from / written to the JSON cache (keyed by
+    name, input size and GRAPH_VERSION). ``refresh`` rebuilds and overwrites the entry."""
     h, w = _hw(name, input_size)
     path = cache_dir() / f"{name}_{h}x{w}_v{GRAPH_VERSION}.json"
-    if use_cache and path.exists():
+    if use_cache and not refresh and path.exists():
         return OpGraph.from_json(path.read_text())
     module, example = build(name, (h, w))
     graph = from_torch(module, (example,), name=name)

@@ -1,6 +1,7 @@
 """GET splitter: the search's ``Splitter`` protocol backed by explanation-guided tree splits.
 
-``make_splitter("get", explainer="gnne"|"pg"|"rg", fusion=None, ...)``. The classifier of the
+``make_splitter("get", explainer="rg"|"gnne"|"pg", fusion=None, ...)`` (rg, the default, is the
+fastest in benchmarks/results/get_fusion*.md). The classifier of the
 accelerator's fusion type is loaded from tvm_fusion/data/ (or ``weights=``); one
 :class:`TreeSplit` (with its memo) is kept per cost model, i.e. per (graph, accelerator).
 Groups with no usable explanation cut go to the random splitter; ``stats`` counts them.
@@ -24,7 +25,7 @@ class GETSplitter:
 
     name = "get"
 
-    def __init__(self, explainer: str = "gnne", fusion: str | None = None, weights: str | Path | None = None,
+    def __init__(self, explainer: str = "rg", fusion: str | None = None, weights: str | Path | None = None,
                  top_k: int = 3, branch: int = 2, budget: int = 256, **explainer_options):
         self.explainer_name, self.fusion, self.weights = explainer, fusion, weights
         self.top_k, self.branch, self.budget = top_k, branch, budget
