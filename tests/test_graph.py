@@ -119,7 +119,6 @@ def test_torch_and_onnx_give_same_graph(seed):
     assert g_torch.fingerprint() == g_onnx.fingerprint()
 
 
-@pytest.mark.slow
 def test_zoo_net_torch_and_onnx_agree():
     from tvm_fusion import zoo
 

@@ -1,5 +1,7 @@
 """tvm_fusion: layer fusion for DNN accelerators with graph explanation (GET), as a TVM plugin."""
 
-from .graph import OpGraph, OpNode, TensorInfo, UnsupportedOpError
+from .graph import (ModelImportError, OpGraph, OpNode, TensorInfo, UnsupportedOpError, canonicalize,
+                    from_onnx, from_torch)
 
-__all__ = ["OpGraph", "OpNode", "TensorInfo", "UnsupportedOpError"]
+__all__ = ["ModelImportError", "OpGraph", "OpNode", "TensorInfo", "UnsupportedOpError", "canonicalize",
+           "from_onnx", "from_torch"]
