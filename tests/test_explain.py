@@ -19,7 +19,7 @@ from tvm_fusion.explain.explainers import EXPLAINERS, make_explainer
 from tvm_fusion.explain.reach import internal_edges
 from tvm_fusion.explain.tree_split import TreeSplit
 from tvm_fusion.search.splitters import RandomSplitter, make_splitter
-import tvm_fusion.explain.splitter  # noqa: F401  (registers "get")
+
 
 SHAPE = (1, 16, 32, 32)
 BUFFERS_KB = (4, 8, 16, 32)

@@ -85,7 +85,10 @@ def add_optimize_parser(sub) -> None:
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed; same seed, same plan (default 0)")
     p.add_argument("--splitter", default="random",
                    help="how groups over the buffer are split: random (the baseline) or get "
-                        "(graph explanation, when installed) (default random)")
+                        "(graph explanation: validity GNN + explainer + greedy tree split) (default random)")
+    p.add_argument("--explainer", choices=["rg", "gnne", "pg"], default="rg",
+                   help="GET explainer, with --splitter get: rg = connected-subgraph search, "
+                        "gnne = GNNExplainer, pg = PGExplainer (default rg)")
     p.add_argument("--bytes-per-element", type=_positive_int, default=1, metavar="B",
                    help="bytes per tensor element and weight (1 = int8; default 1)")
     p.add_argument("--input-size", type=_positive_int, default=None, metavar="N",
@@ -96,15 +99,11 @@ def add_optimize_parser(sub) -> None:
 
 
 def run_optimize(args, parser) -> int:
-    from .search import SPLITTERS, search
+    from .search import SPLITTERS, make_splitter, search
 
-    if args.splitter not in SPLITTERS and args.splitter == "get":
-        try:  # GET registers its splitter when its package is imported
-            import tvm_fusion.explain  # noqa: F401
-        except ImportError as e:
-            parser.error(f"--splitter get is not available: {e}")
     if args.splitter not in SPLITTERS:
         parser.error(f"--splitter: unknown splitter {args.splitter!r}; available: {', '.join(sorted(SPLITTERS))}")
+    splitter = make_splitter("get", explainer=args.explainer) if args.splitter == "get" else args.splitter
     accel = Accelerator(args.buffer, FusionType(args.fusion), args.bytes_per_element)
     from .graph import ModelImportError
 
@@ -113,7 +112,7 @@ def run_optimize(args, parser) -> int:
     except (ValueError, ModelImportError) as e:  # includes UnsupportedOpError
         parser.error(str(e))
     try:
-        result = search(graph, accel, args.algorithm, args.budget, args.seed, args.splitter,
+        result = search(graph, accel, args.algorithm, args.budget, args.seed, splitter,
                         progress=not args.no_progress)
     except ValueError as e:
         parser.error(str(e))

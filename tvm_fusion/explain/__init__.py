@@ -1,6 +1,6 @@
 """GET: graph explanation for operator fusion (validity classifier, explainers, tree split).
 
-Importing this package registers the ``"get"`` splitter in ``tvm_fusion.search.SPLITTERS``.
+``tvm_fusion.search.make_splitter("get", explainer=...)`` builds the :class:`GETSplitter`.
 """
 
 from .splitter import GETSplitter

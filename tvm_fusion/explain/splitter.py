@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 from typing import Sequence
 
-from ..search.splitters import SPLITTERS, RandomSplitter
+from ..search.splitters import RandomSplitter
 from . import classifier
 from .dataset import GroupEncoder
 from .explainers import EXPLAINERS, make_explainer
@@ -92,5 +92,3 @@ class GETSplitter:
                 total.categories[k] += v
         return total
 
-
-SPLITTERS.setdefault("get", GETSplitter)

@@ -3,7 +3,7 @@
 Protocol: ``split(group, cost_model, rng) -> list[tuple[int, ...]]`` returns connected, convex
 groups that cover ``group`` exactly, whose multi-op members fit the buffer (singletons always
 run), and whose dependencies among themselves are acyclic. The search scores the repaired
-plan. ``RandomSplitter`` is the paper's baseline; GET registers ``"get"`` in ``SPLITTERS``.
+plan. ``RandomSplitter`` is the paper's baseline; ``"get"`` builds GET's splitter (tvm_fusion.explain).
 """
 
 from __future__ import annotations
@@ -42,7 +42,14 @@ class RandomSplitter:
 
 
 #: name -> factory(**options) -> Splitter. Other modules register theirs (GET adds "get").
-SPLITTERS: dict[str, Callable[..., Splitter]] = {"random": RandomSplitter}
+def _get_splitter(**options) -> Splitter:
+    """GET lives in tvm_fusion.explain (torch, PyG); import it only when asked for."""
+    from ..explain.splitter import GETSplitter
+
+    return GETSplitter(**options)
+
+
+SPLITTERS: dict[str, Callable[..., Splitter]] = {"random": RandomSplitter, "get": _get_splitter}
 
 
 def make_splitter(name: str, **options) -> Splitter:
