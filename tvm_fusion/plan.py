@@ -81,19 +81,7 @@ def is_connected(graph: OpGraph, group: Iterable[int]) -> bool:
 
 
 def _is_connected(idx: GraphIndex, group: Sequence[int]) -> bool:
-    if not group:
-        return False
-    members = set(group)
-    start = group[0]
-    seen = {start}
-    stack = [start]
-    while stack:
-        v = stack.pop()
-        for w in idx.neighbours[v]:
-            if w in members and w not in seen:
-                seen.add(w)
-                stack.append(w)
-    return len(seen) == len(members)
+    return bool(group) and len(components(idx, group)) == 1
 
 
 def is_convex(graph: OpGraph, group: Iterable[int]) -> bool:
@@ -144,23 +132,34 @@ def condensed_order(idx: GraphIndex, groups: Sequence[Sequence[int]]) -> list[in
         for v in group:
             label[v] = g
     out_edges: list[set[int]] = [set() for _ in groups]
-    indeg = [0] * len(groups)
     for u, v in idx.edges:
         a, b = label[u], label[v]
-        if a != b and b not in out_edges[a]:
+        if a != b:
             out_edges[a].add(b)
-            indeg[b] += 1
-    heap = [(min(group), g) for g, group in enumerate(groups) if indeg[g] == 0]
+    order = priority_topological_order(out_edges, [min(group) for group in groups])
+    return order if len(order) == len(groups) else None
+
+
+def priority_topological_order(successors: Sequence[Iterable[int]], priority: Sequence[int]) -> list[int]:
+    """Kahn's algorithm over items 0..n-1, smallest ``priority`` first among the ready ones.
+
+    Deterministic; items on (or behind) a cycle are left out, so a short result means a cycle.
+    """
+    indeg = [0] * len(priority)
+    for succ in successors:
+        for h in succ:
+            indeg[h] += 1
+    heap = [(priority[g], g) for g in range(len(priority)) if indeg[g] == 0]
     heapq.heapify(heap)
     order = []
     while heap:
         _, g = heapq.heappop(heap)
         order.append(g)
-        for h in out_edges[g]:
+        for h in successors[g]:
             indeg[h] -= 1
             if indeg[h] == 0:
-                heapq.heappush(heap, (min(groups[h]), h))
-    return order if len(order) == len(groups) else None
+                heapq.heappush(heap, (priority[h], h))
+    return order
 
 
 def _names(graph: OpGraph, nodes: Iterable[int]) -> str:

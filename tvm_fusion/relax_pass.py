@@ -18,7 +18,6 @@ passed at the call site; scalar constants stay inline.
 
 from __future__ import annotations
 
-import heapq
 import json
 from typing import Iterable, Sequence
 
@@ -26,7 +25,7 @@ import tvm
 import tvm_ffi
 from tvm import relax
 
-from .plan import PlanError
+from .plan import PlanError, priority_topological_order
 
 # PlanError raised inside a pass crosses TVM's FFI; registered, it arrives as itself.
 tvm_ffi.register_error("PlanError", PlanError)
@@ -173,23 +172,14 @@ def _topological_units(block, units: list[int], num_units: int, groups) -> list[
             p = producer.get(v)
             if p is not None and p != u:
                 deps[u].add(p)
-    indeg = [len(d) for d in deps]
     users: list[list[int]] = [[] for _ in range(num_units)]
     for u, d in enumerate(deps):
         for p in d:
             users[p].append(u)
-    ready = [(first[u], u) for u in range(num_units) if indeg[u] == 0]
-    heapq.heapify(ready)
-    order = []
-    while ready:
-        _, u = heapq.heappop(ready)
-        order.append(u)
-        for w in users[u]:
-            indeg[w] -= 1
-            if indeg[w] == 0:
-                heapq.heappush(ready, (first[w], w))
+    order = priority_topological_order(users, first)
     if len(order) < num_units:
-        on_cycle = [g for g in range(len(groups)) if indeg[g] > 0 and _reaches(users, g, g)]
+        ordered = set(order)
+        on_cycle = [g for g in range(len(groups)) if g not in ordered and _reaches(users, g, g)]
         detail = "; ".join(f"group {g}: {list(groups[g])[:6]}" for g in on_cycle[:4])
         raise PlanError(
             "FuseByPlan: the plan is not convex: a data path leaves a group and re-enters it, so "
