@@ -222,12 +222,13 @@ def main(argv: list[str] | None = None) -> None:
     lines = [
         f"# AIO-P vs MetaSchedule cost models (leave-one-workload-out, {len(workloads)} workloads, {n_cands} records)",
         "",
-        "| k | model | SRCC | top-1 recall | top-5 recall |",
-        "|---|---|---|---|---|",
+        "| k | held-out workloads | model | SRCC | top-1 recall | top-5 recall |",
+        "|---|---|---|---|---|---|",
     ]
     for k, per in summary.items():
+        n_wl = sum(1 for r in rows if r["k"] == k)
         for m, s in per.items():
-            lines.append(f"| {k} | {m} | {s['srcc']:.3f} | {s['top1']:.3f} | {s['top5']:.3f} |")
+            lines.append(f"| {k} | {n_wl} | {m} | {s['srcc']:.3f} | {s['top1']:.3f} | {s['top5']:.3f} |")
     lines += ["", f"GNN scoring: {gnn_ms:.1f} ms per 512 candidates; PerStoreFeature extraction: {extract_ms:.1f} ms per candidate (1 thread)."]
     if out["mlp_error"]:
         lines.append(f"MLPModel baseline did not run: {out['mlp_error']}")
