@@ -128,6 +128,31 @@ def test_zoo_net_torch_and_onnx_agree():
     assert _structure(g_torch) == _structure(g_onnx)
 
 
+
+@pytest.mark.parametrize("act", [nn.Hardswish, nn.Hardsigmoid])
+def test_hard_activations_torch_and_onnx_agree(act, seed):
+    """torch decomposes into add-clip-clip(-mul)-div, ONNX into one clip; canonicalize unifies both."""
+    m = nn.Sequential(nn.Conv2d(3, 4, 1), act()).eval()
+    x = 4 * torch.randn(1, 3, 8, 8)  # spans both clip bounds (-3 and 3)
+    g_torch, mod = from_torch(m, x, return_module=True)
+    g_onnx = from_onnx(_onnx_model(m, x))
+    assert _structure(g_torch) == _structure(g_onnx)
+    hs = ["mul"] if act is nn.Hardswish else []  # the hardsigmoid core, then x * it for hardswish
+    assert [n.kind for n in g_torch.nodes] == ["conv2d", "bias_add", "mul", "add", "clip"] + hs
+    vm = relax.VirtualMachine(tvm.compile(mod, target="llvm"), tvm.cpu())
+    out = vm["main"](tvm.runtime.tensor(x.numpy()))[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(out.numpy(), m(x).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_mobilenet_v3_small_torch_and_onnx_agree():
+    from tvm_fusion import zoo
+
+    m, x = zoo.build("mobilenet_v3_small", 32)
+    g_torch = from_torch(m, x, name="mobilenet_v3_small")
+    g_onnx = from_onnx(_onnx_model(m, x), name="mobilenet_v3_small")
+    assert _structure(g_torch) == _structure(g_onnx)
+
 def test_onnx_from_path(tmp_path, seed):
     m, x = _small_net(seed)
     path = tmp_path / "small.onnx"

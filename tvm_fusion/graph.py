@@ -280,7 +280,8 @@ def canonicalize(mod):
     Batch norms that follow a conv2d are folded into its weights (plus one per-channel
     ``add`` of the folded bias), the remaining batch norms are decomposed into elementwise
     ops, constants are folded (so transforms of weights such as ``permute_dims`` disappear)
-    and trivial var-to-var bindings are removed. Frontends differ in exactly these places,
+    and trivial var-to-var bindings are removed; hardswish / hardsigmoid decompositions get
+    one form (``_canonical_hard_activations``). Frontends differ in exactly these places,
     so a torch model and its ONNX export give the same OpGraph after this.
     """
     import tvm
@@ -293,7 +294,76 @@ def canonicalize(mod):
         relax.transform.FoldConstant(),
         relax.transform.CanonicalizeBindings(),
     ])
-    return _unique_binding_names(seq(mod))
+    mod = seq(mod)
+    for gv, func in list(mod.functions.items()):
+        if isinstance(func, relax.Function):
+            mod[gv] = _canonical_hard_activations(func)
+    return _unique_binding_names(relax.transform.CanonicalizeBindings()(mod))
+
+
+def _canonical_hard_activations(func):
+    """Rewrite hardsigmoid / hardswish decompositions into one form: ``clip(x * a + b, lo, hi)``.
+
+    torch decomposes hardsigmoid into ``clip(clip(x + 3, 0, inf), -inf, 6) / 6`` and hardswish
+    into ``x * clip(clip(...)) / 6``; the ONNX frontend gives ``clip(x * (1/6) + 0.5, 0, 1)`` and
+    ``x * (clip(x + 3, 0, 6) / 6)``. Three exact (up to float rounding) rules unify them:
+    consecutive clips merge into one clip with the intersected bounds,
+    ``(a * clip(..)) / c`` becomes ``a * (clip(..) / c)``, and for a scalar ``c > 0``
+    ``clip(x + b, lo, hi) / c`` becomes ``clip(x * (1/c) + b/c, lo/c, hi/c)``.
+    """
+    import numpy as np
+    from tvm import relax
+    from tvm.relax.dpl import is_const, is_op, rewrite_call, wildcard
+
+    def scalar(expr):  # a rank-0 / one-element float constant as a Python float, else None
+        v = _const_array(expr)
+        return float(v.reshape(-1)[0]) if v is not None and v.size == 1 and v.dtype.kind == "f" else None
+
+    def bound(prim):  # a clip bound: PrimValue of an IntImm/FloatImm (or already a Python number)
+        v = prim.value
+        return float(getattr(v, "value", v))
+
+    def const(v: float, like):
+        return relax.const(np.array(v, dtype=_const_array(like).dtype))
+
+    x, lo1, hi1, lo2, hi2 = wildcard(), wildcard(), wildcard(), wildcard(), wildcard()
+    inner = is_op("relax.clip")(x, lo1, hi1)
+    two_clips = is_op("relax.clip")(inner, lo2, hi2)
+
+    def merge_clips(orig, m):
+        return relax.op.clip(m[x], max(bound(m[lo1]), bound(m[lo2])), min(bound(m[hi1]), bound(m[hi2])))
+
+    a, c = wildcard(), is_const()
+    clipped = is_op("relax.clip")(wildcard(), wildcard(), wildcard())
+    div_of_mul_l = is_op("relax.divide")(is_op("relax.multiply")(a, clipped), c)
+    div_of_mul_r = is_op("relax.divide")(is_op("relax.multiply")(clipped, a), c)
+
+    def push_div_l(orig, m):
+        return relax.op.multiply(m[a], relax.op.divide(m[clipped], m[c])) if scalar(m[c]) is not None else orig
+
+    def push_div_r(orig, m):
+        return relax.op.multiply(relax.op.divide(m[clipped], m[c]), m[a]) if scalar(m[c]) is not None else orig
+
+    b = is_const()
+    shifted_clip_div = is_op("relax.divide")(is_op("relax.clip")(is_op("relax.add")(x, b), lo1, hi1), c)
+
+    def scale_into_clip(orig, m):
+        cv, bv = scalar(m[c]), scalar(m[b])
+        if cv is None or bv is None or cv <= 0:
+            return orig
+        y = relax.op.add(relax.op.multiply(m[x], const(1.0 / cv, m[c])), const(bv / cv, m[b]))
+        return relax.op.clip(y, bound(m[lo1]) / cv, bound(m[hi1]) / cv)
+
+    for pattern, rewriter in ((two_clips, merge_clips), (div_of_mul_l, push_div_l), (div_of_mul_r, push_div_r),
+                              (shifted_clip_div, scale_into_clip)):
+        func = rewrite_call(pattern, rewriter, func)
+    return func
+
+
+def _const_array(expr):
+    """The numpy value of a Relax constant (``.value`` in TVM 0.27, ``.data`` before), else None."""
+    t = getattr(expr, "value", None) if not hasattr(expr, "data") else expr.data
+    return t.numpy() if hasattr(t, "numpy") else None
 
 
 def _FoldConstantsNumpy():  # noqa: N802 - a pass factory, named like TVM's
