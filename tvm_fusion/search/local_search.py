@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 
-from ..plan import _is_connected, _is_convex, components, condensed_order, mask_of
+from ..plan import _is_convex, components, condensed_order, mask_of
 from .base import BudgetExhausted, Candidate, Groups, SearchContext, SearchResult
 from .partition import random_cut
 
@@ -62,7 +62,7 @@ def mutate(ctx: SearchContext, groups: Groups) -> list[tuple[int, ...]] | None:
         return None
     if rest and not _is_convex(idx, rest, mask_of(rest)):
         return None
-    pieces = [tuple(rest)] if _is_connected(idx, rest) else components(idx, rest) if rest else []
+    pieces = components(idx, rest) if rest else []
     child = [y for h, y in enumerate(groups) if h not in (src, dst)] + pieces + [tuple(sorted(target))]
     if condensed_order(idx, child) is None:
         return None
