@@ -11,7 +11,6 @@ import torch
 from predictor import data, features, spaces
 from predictor.aiop import AIOP, FeatureCache
 from predictor.data import DataError, Record
-from predictor.graphs import splice
 from predictor.model import GraphEncoder, Standardizer, spearman
 from tvm_fusion.graph import WINDOWED, OpGraph, OpNode, TensorInfo
 
@@ -64,16 +63,6 @@ def test_features_of_hand_built_graph():
     other = OpGraph([OpNode(0, "q", "my_op", "relax.my_op", (0,), 1)],
                     [TensorInfo(0, "x", (1, 4), "float32", -1), TensorInfo(1, "y", (1, 4), "float32", 0)], [1])
     assert features.node_features(other)[0, k - 1] == 1
-
-
-def test_splice_joins_backbone_and_head():
-    a, b = chain(["conv3", "relu"]), chain(["pool", "conv1"])
-    g = splice(a, b, "ab")
-    assert [n.kind for n in g] == ["conv2d", "relu", "avg_pool2d", "conv2d"]
-    assert g.edges == [(0, 1), (1, 2), (2, 3)] and g.inputs == [0] and g.outputs == [4]
-    assert len({n.name for n in g}) == 4
-    with pytest.raises(ValueError, match="backbone output"):
-        splice(a, chain(["relu"], c=4), "bad")
 
 
 # ---- data ---------------------------------------------------------------------------------
@@ -203,15 +192,14 @@ def test_task_decoders_and_subsample():
     assert sub == data.subsample(recs, 4, seed=1)
 
 
-@pytest.mark.slow
-def test_network_graph_through_from_torch_is_cached(tmp_path, monkeypatch):
+def test_network_graph_pieces_are_cached(tmp_path, monkeypatch):
     from predictor import graphs
 
     monkeypatch.setenv("AIOP_CACHE", str(tmp_path))
     g = graphs.network_graph("nb201", "cifar10", (0, 2, 3, 4, 1, 2))
     kinds = {n.kind for n in g}
     assert {"conv2d", "avg_pool2d", "dense"} <= kinds
-    assert graphs.is_cached("nb201", (0, 2, 3, 4, 1, 2))
+    assert list((tmp_path / f"graphs-v{graphs.GRAPH_VERSION}" / "pieces").glob("*.json"))
     assert graphs.network_graph("nb201", "cifar10", (0, 2, 3, 4, 1, 2)).fingerprint() == g.fingerprint()
     d = features.to_data(g)
     assert d.x.shape[0] == len(g) and d.edge_index.shape[1] == len(g.edges)

@@ -31,7 +31,8 @@ def make_edge_op(code: int, channels: int) -> nn.Module | None:
 
 class NB201Network(BackboneHead):
     def __init__(self, codes, num_classes: int = 10, channels: int = 16, cells_per_stage: int = 1):
-        layers: list[nn.Module] = [nn.Conv2d(3, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels)]
+        stem = nn.Sequential(nn.Conv2d(3, channels, 3, 1, 1, bias=False), nn.BatchNorm2d(channels))
+        layers: list[nn.Module] = [stem]
         c = channels
         for stage in range(3):
             if stage:

@@ -71,8 +71,8 @@ class EdgeCell(nn.Module):
 
 
 class BackboneHead(nn.Module):
-    """``head(backbone(x))``. The split lets predictor.graphs build one OpGraph per backbone
-    (the searched cells) and one per task head, and splice them, instead of one per pair."""
+    """``head(backbone(x))``: the searched cells and the task decoder as two modules, so one
+    backbone class serves every task of a family."""
 
     def __init__(self, backbone: nn.Module, head: nn.Module):
         super().__init__()
