@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from tvm_fusion.compose import PieceCache, compose_torch
-from tvm_fusion.graph import OpGraph
+from tvm_fusion.graph import OpGraph, read_cached, write_cached
 
 from . import spaces
 
@@ -52,19 +52,13 @@ def network_graph(family: str, task: str, arch, cache: bool = True) -> OpGraph:
     """
     gtask = spaces.graph_task(family, task)
     path = cache_dir() / "networks" / f"{family}-{gtask}-{hashlib.sha1(repr(arch).encode()).hexdigest()[:16]}.json"
-    if cache and path.is_file():
-        try:
-            return OpGraph.from_json(path.read_text())
-        except Exception:  # a torn or stale file: compose again
-            path.unlink()
-    with torch.device("meta"):  # no weight initialisation: only shapes matter here
-        net, x = spaces.build(family, task, arch)
-    graph = compose_torch(net, x, piece_cache(), name=f"{family}/{gtask}")
-    if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(graph.to_json())
-        tmp.replace(path)
+    graph = read_cached(path) if cache else None
+    if graph is None:
+        with torch.device("meta"):  # no weight initialisation: only shapes matter here
+            net, x = spaces.build(family, task, arch)
+        graph = compose_torch(net, x, piece_cache(), name=f"{family}/{gtask}")
+        if cache:
+            write_cached(path, graph)
     return graph
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import fx, nn
 
-from .graph import OpGraph, TensorInfo, UnsupportedOpError, from_torch
+from .graph import OpGraph, TensorInfo, UnsupportedOpError, from_torch, read_cached, write_cached
 
 #: modules that return their input unchanged in eval mode: no piece, the tensor passes through
 _PASS_THROUGH = (nn.Identity, nn.Dropout)
@@ -107,19 +107,13 @@ class PieceCache:
         if graph is not None:
             return graph
         path = self.directory / f"{key}.json" if self.directory is not None else None
-        if path is not None and path.is_file():
-            try:
-                graph = OpGraph.from_json(path.read_text())
-            except Exception:  # a torn or stale file: import again
-                path.unlink()
+        if path is not None:
+            graph = read_cached(path)
         if graph is None:
             graph = from_torch(_materialize(module), tuple(torch.zeros(s) for s in shapes), name=f"piece-{key}")
             self.imports += 1
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".tmp{os.getpid()}")
-                tmp.write_text(graph.to_json())
-                tmp.replace(path)
+                write_cached(path, graph)
         self._mem[key] = graph
         return graph
 

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Iterator
 
 
@@ -853,6 +855,25 @@ def _finish(mod, gname: str, return_module: bool):
         raise _wrap_frontend_error("canonicalize", gname, e) from e
     graph = OpGraph.from_relax(mod, name=gname, canonical=True)
     return (graph, mod) if return_module else graph
+
+
+def read_cached(path: Path) -> "OpGraph | None":
+    """The OpGraph cached at ``path``, or None if absent; a torn or stale file is deleted."""
+    if not path.is_file():
+        return None
+    try:
+        return OpGraph.from_json(path.read_text())
+    except Exception:
+        path.unlink(missing_ok=True)
+        return None
+
+
+def write_cached(path: Path, graph: "OpGraph") -> None:
+    """Write ``graph`` to ``path`` atomically: parallel readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(graph.to_json())
+    os.replace(tmp, path)
 
 
 def _node_to_dict(n: OpNode) -> dict:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from .graph import OpGraph, from_torch
+from .graph import OpGraph, from_torch, read_cached, write_cached
 
 #: Bump when the zoo definitions or the OpGraph importer change what a graph contains;
 #: cached graphs of other versions are ignored.
@@ -407,13 +407,10 @@ def opgraph(name: str, input_size=None, use_cache: bool = True, refresh: bool = 
     name, input size and GRAPH_VERSION). ``refresh`` rebuilds and overwrites the entry."""
     h, w = _hw(name, input_size)
     path = cache_dir() / f"{name}_{h}x{w}_v{GRAPH_VERSION}.json"
-    if use_cache and not refresh and path.exists():
-        return OpGraph.from_json(path.read_text())
-    module, example = build(name, (h, w))
-    graph = from_torch(module, (example,), name=name)
-    if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(graph.to_json())
-        os.replace(tmp, path)  # atomic: parallel readers never see a partial file
+    graph = read_cached(path) if use_cache and not refresh else None
+    if graph is None:
+        module, example = build(name, (h, w))
+        graph = from_torch(module, (example,), name=name)
+        if use_cache:
+            write_cached(path, graph)
     return graph
