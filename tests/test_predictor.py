@@ -111,7 +111,7 @@ def test_nb101_prunes_dangling_vertices_and_zero_cells():
     assert ops == [0, 3, 1] and keep_adj == [[0, 1, 0], [0, 0, 1], [0, 0, 0]]
     # a NAS-Bench-201 cell whose output node is only reachable through Zero edges emits zeros
     net, x = spaces.build("nb201", "cifar10", (2, 2, 1, 2, 1, 1))
-    assert torch.equal(net.backbone[2](torch.ones(1, 16, 4, 4)), torch.zeros(1, 16, 4, 4))
+    assert torch.equal(net.backbone[1](torch.ones(1, 16, 4, 4)), torch.zeros(1, 16, 4, 4))
 
 
 # ---- model --------------------------------------------------------------------------------
