@@ -10,7 +10,7 @@ from predictor.cli import main
 
 from test_predictor import _synthetic, chain
 
-SHIPPED = Path(__file__).resolve().parent.parent / "predictor" / "data" / "aiop_small.pt"
+SHIPPED = Path(__file__).resolve().parent.parent / "predictor" / "data" / "aiop.pt"
 
 
 def test_cli_predict_matches_api(tmp_path, capsys):
@@ -27,10 +27,22 @@ def test_cli_predict_matches_api(tmp_path, capsys):
         AIOP.load(tmp_path / "missing.pt")
 
 
-@pytest.mark.skipif(not SHIPPED.is_file(), reason="no shipped checkpoint")
 def test_shipped_checkpoint_predicts():
     m = AIOP.load(SHIPPED)
     g = chain(["conv3", "relu", "conv1"], c=16, h=32)
     a, b = m.predict(g), m.predict(chain(["pool", "relu"], c=16, h=32))
     assert a == m.predict(g) and a != b
     assert set(m.pretrain_heads) >= {"nb201/cifar10"}
+
+
+def test_shipped_checkpoint_ranks_its_training_family():
+    """The shipped model must rank NB-201 cifar10 architectures (it was trained on them)."""
+    from predictor import data, graphs
+    from predictor.model import spearman
+
+    recs = [r for r in data.subsample(data.load_family("nb201"), 25, seed=5) if r.task == "cifar10"]
+    m = AIOP.load(SHIPPED)
+    g = {graphs.graph_key(r.family, r.task, r.arch): graphs.network_graph(r.family, r.task, r.arch) for r in recs}
+    feats = FeatureCache(g)
+    s = m.scores([feats.item(graphs.graph_key(r.family, r.task, r.arch)) for r in recs], "nb201/cifar10")
+    assert spearman(s, [r.label for r in recs]) > 0.6
