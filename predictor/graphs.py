@@ -7,8 +7,8 @@ an add of given shapes, a task decoder, ...) goes once through the same
 the pieces along its torch.fx data flow. The ~7.7k graphs of the shipped data need a few hundred
 piece imports instead of one import per architecture (seconds each). Pieces are cached as
 OpGraph JSON, and so is every composed network (atomic writes, so an interrupted build
-resumes); the cache folder name carries
-GRAPH_VERSION: bump it whenever a builder in predictor.spaces changes.
+resumes). The network cache folder name carries GRAPH_VERSION: bump it whenever a builder in
+predictor.spaces changes.
 """
 
 from __future__ import annotations
@@ -19,26 +19,31 @@ from pathlib import Path
 
 import torch
 
+from tvm_fusion import zoo
 from tvm_fusion.compose import PieceCache, compose_torch
 from tvm_fusion.graph import OpGraph, read_cached, write_cached
 
 from . import spaces
 
-GRAPH_VERSION = 2
+GRAPH_VERSION = 3  # 3: TransNAS-Bench-101 encoding read as the benchmark's own (see spaces/tnb101.py)
+
+
+def _root() -> Path:
+    return Path(os.environ.get("AIOP_CACHE", Path.home() / ".cache" / "aiop"))
 
 
 def cache_dir() -> Path:
-    """``$AIOP_CACHE`` or ``~/.cache/aiop``, then ``graphs-v<GRAPH_VERSION>``."""
-    root = Path(os.environ.get("AIOP_CACHE", Path.home() / ".cache" / "aiop"))
-    return root / f"graphs-v{GRAPH_VERSION}"
+    """Composed networks: ``$AIOP_CACHE`` (default ``~/.cache/aiop``) / ``graphs-v<GRAPH_VERSION>``."""
+    return _root() / f"graphs-v{GRAPH_VERSION}"
 
 
 _PIECES: dict[Path, PieceCache] = {}
 
 
 def piece_cache() -> PieceCache:
-    """The process-wide piece cache of the current cache_dir()."""
-    d = cache_dir() / "pieces"
+    """The process-wide piece cache. Pieces are keyed by their own content, so they survive a
+    builder change; only an OpGraph importer change (tvm_fusion.zoo.GRAPH_VERSION) voids them."""
+    d = _root() / f"pieces-v{zoo.GRAPH_VERSION}"
     if d not in _PIECES:
         _PIECES[d] = PieceCache(d)
     return _PIECES[d]

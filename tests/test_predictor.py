@@ -199,7 +199,22 @@ def test_network_graph_pieces_are_cached(tmp_path, monkeypatch):
     g = graphs.network_graph("nb201", "cifar10", (0, 2, 3, 4, 1, 2))
     kinds = {n.kind for n in g}
     assert {"conv2d", "avg_pool2d", "dense"} <= kinds
-    assert list((tmp_path / f"graphs-v{graphs.GRAPH_VERSION}" / "pieces").glob("*.json"))
+    from tvm_fusion import zoo
+
+    assert list((tmp_path / f"pieces-v{zoo.GRAPH_VERSION}").glob("*.json"))
+    assert list((tmp_path / f"graphs-v{graphs.GRAPH_VERSION}" / "networks").glob("*.json"))
     assert graphs.network_graph("nb201", "cifar10", (0, 2, 3, 4, 1, 2)).fingerprint() == g.fingerprint()
     d = features.to_data(g)
     assert d.x.shape[0] == len(g) and d.edge_index.shape[1] == len(g.edges)
+
+
+@pytest.mark.parametrize("family,task", [("nb201", "cifar10"), ("tnb101", "class_scene")])
+def test_builders_read_the_encodings_as_the_benchmark_does(family, task):
+    """Our networks' FLOPs must rank like the data file's: a misread op order or edge order
+    (as TransNAS-Bench-101's once was here, SRCC 0.15-0.32) builds different networks."""
+    from predictor import graphs
+    from predictor.model import spearman
+
+    recs = [r for r in data.subsample(data.load_family(family), 40, seed=2) if r.task == task]
+    ours = [graphs.network_graph(r.family, r.task, r.arch).total_flops for r in recs]
+    assert spearman(ours, [r.flops for r in recs]) > 0.7

@@ -21,7 +21,13 @@ from torch import nn
 
 from .ops import BackboneHead, EdgeCell, ReLUConvBN, conv_bn_relu
 
-OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1")
+#: op code -> name in the data file's encoding, which is TransNAS-Bench-101's own
+#: ("64-41414-a_bc_def": 0 zero, 1 skip, 2 conv1x1, 3 conv3x3), edges listed per target node:
+#: (1,2), (1,3), (2,3), (1,4), (2,4), (3,4). (Checked on the data: its FLOPs are exactly additive
+#: with code 3 costing ~9x code 2, and code 1 costing extra only on edges leaving the cell input.)
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3")
+#: file edge k -> EdgeCell.EDGES index (NB201 order (1,2),(1,3),(1,4),(2,3),(2,4),(3,4))
+_TO_EDGECELL = (0, 1, 3, 2, 4, 5)
 MACRO = "41414"
 BASE_CHANNELS = 64
 
@@ -52,13 +58,13 @@ def _decoder(task: str) -> tuple[str, int]:
 
 def make_edge_op(code: int, c_in: int, c_out: int, stride: int) -> nn.Module | None:
     if code == 0:
-        return nn.Identity() if (c_in == c_out and stride == 1) else ReLUConvBN(c_in, c_out, 1, stride)
-    if code == 1:
         return None
+    if code == 1:
+        return nn.Identity() if (c_in == c_out and stride == 1) else ReLUConvBN(c_in, c_out, 1, stride)
     if code == 2:
-        return ReLUConvBN(c_in, c_out, 3, stride)
-    if code == 3:
         return ReLUConvBN(c_in, c_out, 1, stride)
+    if code == 3:
+        return ReLUConvBN(c_in, c_out, 3, stride)
     raise ValueError(f"TransNAS-Bench-101 micro op code {code} out of range; codes index {OPS}")
 
 
@@ -75,7 +81,7 @@ class TNB101Network(BackboneHead):
             def make(code, i, c=c, c_out=c_out, stride=stride):
                 return make_edge_op(code, c, c_out, stride) if i == 0 else make_edge_op(code, c_out, c_out, 1)
 
-            cell = EdgeCell(codes, make)
+            cell = EdgeCell(_edgecell_codes(codes), make)
             if not cell.output_live and (stride != 1 or c_out != c):
                 # a dead cell must still change the shape: a zero-weighted projection keeps it
                 cell = nn.Sequential(nn.Conv2d(c, c_out, 1, stride, bias=False), _Scale0())
@@ -92,6 +98,14 @@ class TNB101Network(BackboneHead):
                 c //= 2
             head.append(nn.Conv2d(c, out, 3, 1, 1))
         super().__init__(nn.Sequential(*layers), nn.Sequential(*head))
+
+
+def _edgecell_codes(codes) -> tuple:
+    """The file's node-wise edge order -> EdgeCell's (NB201) edge order."""
+    out = [0] * 6
+    for k, c in enumerate(codes):
+        out[_TO_EDGECELL[k]] = c
+    return tuple(out)
 
 
 class _Scale0(nn.Module):
