@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from . import features
-from .model import Predictor, Standardizer, predict_z, train
+from .model import Predictor, Standardizer, mlp, predict_z, train
 
 ZERO_SHOT = "zeroshot"
 CHECKPOINT_VERSION = 1
@@ -113,7 +113,7 @@ class AIOP:
         fl = [feats.mflops(k) for k in keys]
         std = Standardizer.fit([r.label for r in records], fl, self.config["flops_scale"])
         new.standardizers[head] = std
-        new.model.add_head(head, init_from=self.pretrain_heads[0])
+        new.model.add_head(head, init_from=self.pretrain_heads)  # starts as the zero-shot predictor
         z = std.transform([r.label for r in records], fl)
         items = [feats.item(k, zi, 0) for k, zi in zip(keys, z)]
         batch = min(len(items), 64)
@@ -172,6 +172,10 @@ class AIOP:
         cfg = ck["config"]
         kinds = tuple(ck["kinds"])
         model = Predictor(features.num_features(kinds), ck["heads"], cfg["hidden"], cfg["layers"])
+        for h in ck["heads"]:  # heads made by mean_of_heads are wider than the default
+            width = ck["state"][f"heads.{h}.0.weight"].shape[0]
+            if width != cfg["hidden"]:
+                model.heads[h] = mlp(cfg["hidden"], width=width)
         if cfg.get("adapter_layers"):
             model.add_adapter(cfg["adapter_layers"])
         model.load_state_dict(ck["state"])

@@ -51,8 +51,25 @@ class GraphEncoder(nn.Module):
         return global_mean_pool(h, batch)
 
 
-def mlp(hidden: int, out: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out))
+def mlp(hidden: int, out: int = 1, width: int | None = None) -> nn.Sequential:
+    width = width or hidden
+    return nn.Sequential(nn.Linear(hidden, width), nn.ReLU(), nn.Linear(width, out))
+
+
+def mean_of_heads(heads: list[nn.Sequential]) -> nn.Sequential:
+    """One MLP whose output equals the mean of ``heads``' outputs (their hidden layers side by
+    side, output weights divided by their number): a new task head that starts as the
+    zero-shot predictor, so few-shot fine-tuning refines the zero-shot ranking."""
+    k = len(heads)
+    first = [h[0] for h in heads]
+    last = [h[2] for h in heads]
+    out = mlp(first[0].in_features, last[0].out_features, sum(f.out_features for f in first))
+    with torch.no_grad():
+        out[0].weight.copy_(torch.cat([f.weight for f in first], 0))
+        out[0].bias.copy_(torch.cat([f.bias for f in first], 0))
+        out[2].weight.copy_(torch.cat([w.weight for w in last], 1) / k)
+        out[2].bias.copy_(torch.stack([w.bias for w in last], 0).mean(0))
+    return out
 
 
 @dataclass
@@ -112,8 +129,14 @@ class Predictor(nn.Module):
         nn.init.zeros_(self.adapter_proj.weight)
         nn.init.zeros_(self.adapter_proj.bias)
 
-    def add_head(self, name: str, init_from: str | None = None) -> None:
-        h = copy.deepcopy(self.heads[init_from]) if init_from else mlp(self.encoder.hidden)
+    def add_head(self, name: str, init_from: str | list[str] | None = None) -> None:
+        """A new head: fresh, a copy of head ``init_from``, or the mean of a list of heads."""
+        if init_from is None:
+            h = mlp(self.encoder.hidden)
+        elif isinstance(init_from, str):
+            h = copy.deepcopy(self.heads[init_from])
+        else:
+            h = mean_of_heads([self.heads[n] for n in init_from])
         self.heads[name] = h
 
     def embed(self, x, edge_index, batch=None) -> torch.Tensor:

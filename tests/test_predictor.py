@@ -182,6 +182,22 @@ def test_pretrain_and_finetune_improve_srcc_then_checkpoint_round_trip(tmp_path)
         loaded.scores(items, "nope/x")
 
 
+def test_new_head_starts_as_the_mean_of_the_pretraining_heads(tmp_path):
+    from predictor import features
+    from predictor.model import Predictor
+
+    torch.manual_seed(0)
+    heads = ["a/t", "b/t", "c/t"]
+    model = Predictor(features.num_features(), heads, hidden=16, layers=2)
+    model.add_head("new/t", init_from=heads)
+    d = features.to_data(chain(["conv3", "relu", "pool", "conv1"]))
+    out = model(d.x, d.edge_index, None, heads + ["new/t"]).detach()
+    assert torch.allclose(out[0, 3], out[0, :3].mean(), atol=1e-6)
+    m = AIOP(model, features.KINDS, {}, {"hidden": 16, "layers": 2, "pretrain_heads": heads, "flops_scale": False})
+    m.save(tmp_path / "m.pt")  # the wider head must load back
+    assert AIOP.load(tmp_path / "m.pt").scores([d], "new/t")[0] == pytest.approx(float(out[0, 3]), abs=1e-6)
+
+
 def test_task_decoders_and_subsample():
     assert spaces.graph_task("tnb101", "autoencoder") == spaces.graph_task("tnb101", "normal")
     assert spaces.graph_task("tnb101", "class_scene") != spaces.graph_task("tnb101", "segmentsemantic")
