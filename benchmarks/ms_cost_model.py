@@ -9,7 +9,8 @@ k records of W (seeded sample) are the fine-tuning data, the rest of W is the te
 * XGB (k only): MetaSchedule's XGBModel trained on the k records of W alone (k = 0 ->
   random scores, what XGBModel does before its warm-up).
 * XGB (transfer): XGBModel trained on all other workloads + the k records.
-* MLP (transfer): MetaSchedule's MLPModel (segment-sum MLP), same data as XGB transfer.
+* MLP (transfer): MetaSchedule's MLPModel (segment-sum MLP), same data as XGB transfer
+  (needs the StepLR shim below to run under torch 2.13).
 
 All models see the same PerStoreFeature vectors (extracted once and cached). Metrics on
 the successfully measured test records: Spearman rank correlation (SRCC) between score
@@ -21,6 +22,8 @@ and throughput, top-1 recall (the measured best is the predicted best) and top-5
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
 import json
 import logging
 import random
@@ -34,6 +37,7 @@ from scipy.stats import spearmanr
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmark scripts
 
 from tvm.ir.utils import derived_object  # noqa: E402
 from tvm.s_tir.meta_schedule.cost_model import XGBModel  # noqa: E402
@@ -42,12 +46,11 @@ from tvm.s_tir.meta_schedule.feature_extractor import PyFeatureExtractor  # noqa
 from tvm.s_tir.meta_schedule.runner import RunnerResult  # noqa: E402
 from tvm.s_tir.meta_schedule.utils import shash2hex  # noqa: E402
 
+from collect_ms_records import RECORDS_DIR as RECORDS  # noqa: E402
+from collect_ms_records import TARGET, count_records  # noqa: E402
 from predictor import metaschedule as aiop  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
-RECORDS = HERE / "ms_records"
-RESULTS = HERE / "results"
-TARGET = {"kind": "llvm", "num-cores": 2}
+RESULTS = Path(__file__).resolve().parent / "results"
 
 
 @derived_object
@@ -93,26 +96,71 @@ def fit_xgb(table: dict, parts: list[tuple[aiop.WorkloadRecords, np.ndarray]]) -
     return xgb
 
 
-def fit_predict_mlp(table: dict, others, held: aiop.WorkloadRecords, tr: np.ndarray, te: np.ndarray) -> np.ndarray:
+@contextlib.contextmanager
+def steplr_without_verbose():
+    """Shim for the MLPModel baseline only: TVM 0.27's MLPModel calls
+    ``StepLR(..., verbose=True)``, an argument torch 2.13 removed (TypeError). While the
+    baseline trains, StepLR is a subclass that drops ``verbose``; nothing else changes."""
+    original = torch.optim.lr_scheduler.StepLR
+
+    class StepLR(original):
+        def __init__(self, *args, verbose=None, **kwargs):  # noqa: ARG002
+            super().__init__(*args, **kwargs)
+
+    torch.optim.lr_scheduler.StepLR = StepLR
+    try:
+        yield
+    finally:
+        torch.optim.lr_scheduler.StepLR = original
+
+
+def fit_predict_mlp(table: dict, others, held: aiop.WorkloadRecords, splits: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
     """MetaSchedule's MLPModel: one full training on the other workloads (its own
-    train_full, which holds out 20 % of the workloads for model selection), then its
-    incremental update on the k records of the held-out workload; scores of ``te``."""
-    mlp = MLPModel()
-    trainer = mlp.trainer
-    for w in others:
-        feats = [table[c.__chandle__()].numpy().astype("float32") for c in w.candidates]
-        trainer.state.add_to_group(feats, w.costs.astype("float32"), shash2hex(w.context.mod))
-    trainer.train_full()
-    if len(tr):
-        feats = [table[held.candidates[i].__chandle__()].numpy().astype("float32") for i in tr]
-        trainer.update(feats, held.costs[tr].astype("float32"), shash2hex(held.context.mod))
-    return np.asarray(trainer.predict_incremental([table[held.candidates[i].__chandle__()].numpy().astype("float32") for i in te]))
+    train_full, which holds out 20 % of the workloads for model selection), then, per
+    (train, test) split of the held-out workload, its incremental update on the train
+    records from that same pre-trained state; scores of each test set."""
+
+    def feats(w, idx):
+        return [table[w.candidates[i].__chandle__()].numpy().astype("float32") for i in idx]
+
+    with steplr_without_verbose():
+        trainer = MLPModel().trainer
+        for w in others:
+            trainer.state.add_to_group(feats(w, range(len(w.candidates))), w.costs.astype("float32"), shash2hex(w.context.mod))
+        trainer.train_full()
+        pretrained = copy.deepcopy(trainer.state.model.state_dict())
+        preds = []
+        for tr, te in splits:
+            trainer.state.model.load_state_dict(pretrained)
+            if len(tr):
+                trainer.update(feats(held, tr), held.costs[tr].astype("float32"), shash2hex(held.context.mod))
+            preds.append(np.asarray(trainer.predict_incremental(feats(held, te))))
+    return preds
+
+
+def load_workloads(min_records: int, exclude=(), only=None) -> list[aiop.WorkloadRecords]:
+    """Records of the workloads in RECORDS (all, or the names in ``only``) with >=
+    ``min_records`` records, minus the names in ``exclude``."""
+    dirs = sorted(
+        d
+        for d in RECORDS.iterdir()
+        if (d / "database_tuning_record.json").is_file() and d.name not in exclude and (only is None or d.name in only)
+    )
+    workloads = []
+    for d in tqdm(dirs, desc="read records"):
+        if count_records(d.name) >= min_records:
+            workloads.append(aiop.read_records(d, TARGET))
+    if len(workloads) < 2:
+        raise SystemExit(f"need >= 2 workloads with >= {min_records} records in {RECORDS}; run collect_ms_records.py")
+    return workloads
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shots", type=int, nargs="*", default=[0, 16, 64])
     ap.add_argument("--min-records", type=int, default=24, help="skip workloads with fewer records")
+    ap.add_argument("--workloads", nargs="*", default=None, help="subset of workloads (default: all in ms_records/)")
+    ap.add_argument("--min-test", type=int, default=10, help="skip a k for a workload leaving fewer test records")
     ap.add_argument("--epochs", type=int, default=30, help="AIO-P pre-training epochs")
     ap.add_argument("--finetune-epochs", type=int, default=20)
     ap.add_argument("--no-mlp", action="store_true", help="skip MetaSchedule's MLPModel baseline")
@@ -123,14 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     random.seed(args.seed)  # MLPModel's train/validation split of workloads
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
 
-    dirs = sorted(d for d in RECORDS.iterdir() if (d / "database_tuning_record.json").is_file())
-    workloads: list[aiop.WorkloadRecords] = []
-    for d in tqdm(dirs, desc="read records"):
-        n = sum(1 for line in (d / "database_tuning_record.json").open() if line.strip())
-        if n >= args.min_records:
-            workloads.append(aiop.read_records(d, TARGET))
-    if len(workloads) < 2:
-        raise SystemExit(f"need >= 2 workloads with >= {args.min_records} records in {RECORDS}; run collect_ms_records.py")
+    workloads = load_workloads(args.min_records, only=args.workloads)
     extractor = aiop.PerStoreFeature()
     # MLPModel's segment-sum MLP expects the 8 workload-embedding features appended
     mlp_extractor = aiop.PerStoreFeature(extract_workload=True)
@@ -151,34 +192,36 @@ def main(argv: list[str] | None = None) -> None:
     extract_ms = 1000 * extract_s / n_cands
 
     rng = np.random.default_rng(args.seed)
-    rows = []
+    rows, skipped = [], {k: [] for k in args.shots}
+    mlp_error = None
     for held in tqdm(workloads, desc="held-out workloads"):
         others = [w for w in workloads if w is not held]
-        torch.manual_seed(args.seed)
-        pre = aiop.StoreGNN(aiop.GNNConfig())
-        pre.set_normalisation([g for w in others for g in graphs[w.name]])
-        aiop.train(pre, [(graphs[w.name], w.costs) for w in others], epochs=args.epochs, seed=args.seed)
+        pre = aiop.pretrain([(graphs[w.name], w.costs) for w in others], epochs=args.epochs, seed=args.seed)
         # ablation: the same GNN with the data-flow edges removed (nodes only)
-        torch.manual_seed(args.seed)
-        pre_ne = aiop.StoreGNN(aiop.GNNConfig())
-        pre_ne.set_normalisation([g for w in others for g in graphs[w.name]])
-        aiop.train(pre_ne, [(no_edges[w.name], w.costs) for w in others], epochs=args.epochs, seed=args.seed)
+        pre_ne = aiop.pretrain([(no_edges[w.name], w.costs) for w in others], epochs=args.epochs, seed=args.seed)
         perm = rng.permutation(len(held.candidates))
+        shots = []
         for k in args.shots:
-            if len(perm) - k < 10:
-                continue
-            tr, te = perm[:k], perm[k:]
+            if len(perm) - k < args.min_test:
+                skipped[k].append(f"{held.name} ({len(perm)} records)")
+            else:
+                shots.append(k)
+        splits = [(perm[:k], perm[k:]) for k in shots]
+        mlp_preds = [None] * len(splits)
+        if mlp_error is None and not args.no_mlp:
+            try:
+                mlp_preds = fit_predict_mlp(mlp_table, others, held, splits)
+            except Exception as err:  # noqa: BLE001  (baseline is optional: record why it failed)
+                mlp_error = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
+        for k, (tr, te), mlp_pred in zip(shots, splits, mlp_preds):
             test_g, test_c = [graphs[held.name][i] for i in te], held.costs[te]
             row = {"workload": held.name, "k": k, "n_test": int((test_c < aiop.FAILED_COST).sum()), "n_train_other": sum(len(w.candidates) for w in others)}
-            gnn = aiop.StoreGNN(aiop.GNNConfig())
-            gnn.load_state_dict(pre.state_dict())
-            if k:
-                aiop.train(gnn, [([graphs[held.name][i] for i in tr], held.costs[tr])], epochs=args.finetune_epochs, lr=3e-4, seed=args.seed)
-            row["aiop"] = metrics(aiop.score(gnn, test_g), test_c)
-            gnn.load_state_dict(pre_ne.state_dict())
-            if k:
-                aiop.train(gnn, [([no_edges[held.name][i] for i in tr], held.costs[tr])], epochs=args.finetune_epochs, lr=3e-4, seed=args.seed)
-            row["aiop_no_edges"] = metrics(aiop.score(gnn, [no_edges[held.name][i] for i in te]), test_c)
+            for name, base, gs in (("aiop", pre, graphs[held.name]), ("aiop_no_edges", pre_ne, no_edges[held.name])):
+                gnn = aiop.StoreGNN(aiop.GNNConfig())
+                gnn.load_state_dict(base.state_dict())
+                if k:
+                    aiop.train(gnn, [([gs[i] for i in tr], held.costs[tr])], epochs=args.finetune_epochs, lr=3e-4, seed=args.seed)
+                row[name] = metrics(aiop.score(gnn, [gs[i] for i in te]), test_c)
             test_cands = [held.candidates[i] for i in te]
             if k:
                 xgb = fit_xgb(table, [(held, tr)])
@@ -187,51 +230,80 @@ def main(argv: list[str] | None = None) -> None:
                 row["xgb_k_only"] = metrics(rng.uniform(size=len(te)), test_c)
             xgb = fit_xgb(table, [(w, np.arange(len(w.candidates))) for w in others] + [(held, tr)])
             row["xgb_transfer"] = metrics(np.asarray(xgb.predict(held.context, test_cands)), test_c)
-            if not args.no_mlp:
-                try:
-                    row["mlp_transfer"] = metrics(fit_predict_mlp(mlp_table, others, held, tr, te), test_c)
-                except Exception as err:  # noqa: BLE001  (baseline is optional: record why it failed)
-                    row["mlp_transfer"] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"}
-                    args.no_mlp = True
+            if mlp_pred is not None:
+                row["mlp_transfer"] = metrics(mlp_pred, test_c)
             rows.append(row)
 
-    # predict timing: one batch of 512 graphs (GNN only; feature extraction is separate)
-    batch = [g for w in workloads for g in graphs[w.name]]
-    batch = (batch * (512 // len(batch) + 1))[:512]
-    aiop.score(pre, batch)
-    t0 = time.perf_counter()
-    for _ in range(10):
-        aiop.score(pre, batch)
-    gnn_ms = 1000 * (time.perf_counter() - t0) / 10
+    # predict cost on one batch of 512 candidates of the largest workload: PerStoreFeature
+    # extraction (paid by XGBModel too), + data-flow edges and GNN scoring (added by AIO-P)
+    big = max(workloads, key=lambda w: len(w.candidates))
+    cands512 = (big.candidates * (512 // len(big.candidates) + 1))[:512]
+    timing = {}
+    for name, fn in (
+        ("extract", lambda: extractor.extract_from(big.context, cands512)),
+        ("edges", lambda: [aiop.dataflow_edges(aiop.prim_func(c.sch.mod), x.shape[0]) for c, (x, _) in zip(cands512, graphs512)]),
+        ("gnn", lambda: aiop.score(pre, graphs512)),
+    ):
+        graphs512 = aiop.encode(extractor, big.context, cands512)
+        fn()
+        t0 = time.perf_counter()
+        for _ in range(3):
+            fn()
+        timing[name] = 1000 * (time.perf_counter() - t0) / 3
+    timing = {
+        "feature_extraction_ms_per_512": timing["extract"],
+        "edges_ms_per_512": timing["edges"],
+        "gnn_ms_per_512": timing["gnn"],
+        "aiop_added_ms_per_512": timing["edges"] + timing["gnn"],
+    }
 
-    models = ["aiop", "aiop_no_edges", "xgb_k_only", "xgb_transfer"] + ([] if "mlp_transfer" not in rows[0] or "error" in rows[0]["mlp_transfer"] else ["mlp_transfer"])
+    models = ["aiop", "aiop_no_edges", "xgb_k_only", "xgb_transfer"] + (["mlp_transfer"] if any("mlp_transfer" in r for r in rows) else [])
     summary = {}
     for k in args.shots:
         rk = [r for r in rows if r["k"] == k]
         if rk:
-            summary[k] = {m: {s: float(np.mean([r[m][s] for r in rk if s in r[m]])) for s in ("srcc", "top1", "top5")} for m in models}
+            summary[k] = {m: {s: float(np.mean([r[m][s] for r in rk])) for s in ("srcc", "top1", "top5")} for m in models}
+            summary[k]["aiop_srcc_wins"] = {b: int(sum(r["aiop"]["srcc"] > r[b]["srcc"] for r in rk)) for b in models[2:]}
     out = {
         "workloads": {w.name: len(w.candidates) for w in workloads},
         "records_total": n_cands,
         "args": vars(args),
         "summary": summary,
+        "skipped": skipped,
         "rows": rows,
-        "timing": {"gnn_ms_per_512": gnn_ms, "feature_extraction_ms_per_candidate": extract_ms},
-        "mlp_error": next((r["mlp_transfer"]["error"] for r in rows if "error" in r.get("mlp_transfer", {})), None),
+        "timing": timing,
+        "mlp_error": mlp_error,
     }
     lines = [
         f"# AIO-P vs MetaSchedule cost models (leave-one-workload-out, {len(workloads)} workloads, {n_cands} records)",
+        "",
+        f"Command: `python benchmarks/ms_cost_model.py {' '.join(argv if argv is not None else sys.argv[1:])}`. k = records of the",
+        "held-out workload used for training (seeded sample), the rest is the test set; means over held-out workloads.",
         "",
         "| k | held-out workloads | model | SRCC | top-1 recall | top-5 recall |",
         "|---|---|---|---|---|---|",
     ]
     for k, per in summary.items():
         n_wl = sum(1 for r in rows if r["k"] == k)
-        for m, s in per.items():
-            lines.append(f"| {k} | {n_wl} | {m} | {s['srcc']:.3f} | {s['top1']:.3f} | {s['top5']:.3f} |")
-    lines += ["", f"GNN scoring: {gnn_ms:.1f} ms per 512 candidates; PerStoreFeature extraction: {extract_ms:.1f} ms per candidate (1 thread)."]
-    if out["mlp_error"]:
-        lines.append(f"MLPModel baseline did not run: {out['mlp_error']}")
+        for m in models:
+            lines.append(f"| {k} | {n_wl} | {m} | {per[m]['srcc']:.3f} | {per[m]['top1']:.3f} | {per[m]['top5']:.3f} |")
+    lines.append("")
+    for k, per in summary.items():
+        n_wl = sum(1 for r in rows if r["k"] == k)
+        wins = ", ".join(f"{b} {n}/{n_wl}" for b, n in per["aiop_srcc_wins"].items())
+        lines.append(f"- k={k}: AIO-P SRCC higher than {wins} held-out workloads.")
+        if skipped[k]:
+            lines.append(f"- k={k}: skipped (fewer than {args.min_test} test records left): {', '.join(skipped[k])}.")
+    lines += [
+        "",
+        f"Per 512 candidates (1 thread): PerStoreFeature extraction {timing['feature_extraction_ms_per_512']:.0f} ms (also paid by XGBModel);"
+        f" AIO-P adds data-flow edges {timing['edges_ms_per_512']:.1f} ms + GNN {timing['gnn_ms_per_512']:.1f} ms"
+        f" = {timing['aiop_added_ms_per_512']:.1f} ms.",
+    ]
+    if mlp_error:
+        lines.append(f"MLPModel baseline did not run: {mlp_error}")
+    elif "mlp_transfer" in models:
+        lines.append("MLPModel ran with a shim (steplr_without_verbose in this script): TVM 0.27 passes StepLR(verbose=True), removed in torch 2.13.")
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "ms_cost_model.json").write_text(json.dumps(out, indent=1))
     (RESULTS / "ms_cost_model.md").write_text("\n".join(lines) + "\n")
@@ -239,11 +311,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.save:
         model = aiop.AIOPCostModel(seed=args.seed)
-        torch.manual_seed(args.seed)
-        gnn = aiop.StoreGNN(aiop.GNNConfig())
-        gnn.set_normalisation([g for w in workloads for g in graphs[w.name]])
-        aiop.train(gnn, [(graphs[w.name], w.costs) for w in workloads], epochs=args.epochs, seed=args.seed, progress=True)
-        model.model = gnn
+        model.model = aiop.pretrain([(graphs[w.name], w.costs) for w in workloads], epochs=args.epochs, seed=args.seed, progress=True)
         model.save(args.save)
         print(f"saved pre-trained model to {args.save}")
 

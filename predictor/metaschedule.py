@@ -13,8 +13,10 @@ into one score = predicted normalised throughput (min cost / cost of the workloa
 target as MetaSchedule's XGBModel). It is pre-trained on records of other workloads
 (:func:`train`) and fine-tuned online in :meth:`AIOPCostModel.update`.
 
-NOTE: predictor/model.py (the AIO-P k-GNN encoder) had not landed when this was written;
-:class:`StoreGNN` is a small local GraphConv model to fold into it later.
+NOTE: :class:`StoreGNN` is not (yet) predictor/model.py's ``GraphEncoder``: it keeps the
+data-flow direction, has an input projection of standardised features, residual layers and
+sum + max pooling, where GraphEncoder is undirected and mean-pooled. Folding it in needs
+those options in GraphEncoder and a re-trained checkpoint (left to do).
 
 Usage::
 
@@ -50,23 +52,30 @@ class CostModelError(ValueError):
 # ---------------------------------------------------------------------------------- graphs
 def _collect_blocks(stmt, out: list) -> None:
     """Append the SBlocks under ``stmt`` in program order (pre-order: a block before the
-    blocks nested in it). TVM 0.27 has no Python TIR visitor, hence the explicit walk."""
-    if stmt is None:
-        return
-    if isinstance(stmt, SBlock):
-        out.append(stmt)
-        _collect_blocks(stmt.init, out)
-        _collect_blocks(stmt.body, out)
-    elif isinstance(stmt, SBlockRealize):
-        _collect_blocks(stmt.block, out)
-    elif isinstance(stmt, tirx.SeqStmt):
-        for s in stmt.seq:
-            _collect_blocks(s, out)
-    elif isinstance(stmt, tirx.IfThenElse):
-        _collect_blocks(stmt.then_case, out)
-        _collect_blocks(stmt.else_case, out)
-    elif hasattr(stmt, "body") and isinstance(stmt.body, tirx.Stmt):  # For, LetStmt, AttrStmt, ...
-        _collect_blocks(stmt.body, out)
+    blocks nested in it). TVM 0.27 has no Python TIR visitor, hence the explicit walk; it
+    dispatches on exact node types (``isinstance`` on TVM's ABC classes dominated the cost
+    of building a graph)."""
+    stack = [stmt]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is SBlock:
+            out.append(node)
+            stack += (node.body, node.init)  # popped init first, then body
+        elif kind is SBlockRealize:
+            stack.append(node.block)
+        elif kind is tirx.SeqStmt:
+            stack.extend(reversed(list(node.seq)))
+        elif kind is tirx.IfThenElse:
+            stack += (node.else_case, node.then_case)
+        elif node is not None and kind not in _LEAF_STMTS:  # For, LetStmt, AttrStmt, Allocate, ...
+            body = getattr(node, "body", None)
+            if isinstance(body, tirx.Stmt):
+                stack.append(body)
+
+
+#: statements without nested statements (skip the ``body`` lookup)
+_LEAF_STMTS = (tirx.BufferStore, tirx.Evaluate)
 
 
 def dataflow_edges(func: tirx.PrimFunc, num_nodes: int) -> np.ndarray:
@@ -81,9 +90,8 @@ def dataflow_edges(func: tirx.PrimFunc, num_nodes: int) -> np.ndarray:
     order: dict[str, int] = {}
     flows: list[tuple[list[str], list[str]]] = []
     for block in blocks:
-        if block.body is not None and isinstance(block.body, tirx.BufferStore) and isinstance(
-            block.body.value, (tirx.IntImm, tirx.FloatImm)
-        ):
+        body = block.body
+        if type(body) is tirx.BufferStore and type(body.value) in (tirx.IntImm, tirx.FloatImm):
             continue  # constant stores (init blocks) yield no feature row
         writes = [r.source.name for r in block.writes]
         if not writes:
@@ -100,7 +108,7 @@ def dataflow_edges(func: tirx.PrimFunc, num_nodes: int) -> np.ndarray:
     return np.array(sorted(edges), dtype=np.int64).reshape(-1, 2).T.copy()
 
 
-def _prim_func(mod) -> tirx.PrimFunc:
+def prim_func(mod) -> tirx.PrimFunc:
     """The (single) PrimFunc of a tuning task's module."""
     funcs = [f for _, f in mod.functions_items() if isinstance(f, tirx.PrimFunc)]
     if len(funcs) != 1:
@@ -117,7 +125,7 @@ def encode(extractor: PerStoreFeature, context, candidates) -> list[Graph]:
         if x.shape[0] == 0:
             graphs.append((np.zeros((1, extractor.feature_vector_length), np.float32), np.zeros((2, 0), np.int64)))
             continue
-        graphs.append((x, dataflow_edges(_prim_func(cand.sch.mod), x.shape[0])))
+        graphs.append((x, dataflow_edges(prim_func(cand.sch.mod), x.shape[0])))
     return graphs
 
 
@@ -230,6 +238,18 @@ def train(
         losses.append(total / len(perm))
     model.eval()
     return losses
+
+
+def pretrain(
+    groups: list[tuple[list[Graph], np.ndarray]], *, epochs: int, seed: int = 0, progress: bool = False
+) -> StoreGNN:
+    """A fresh :class:`StoreGNN` standardised on and trained on ``groups`` (one
+    (graphs, costs) pair per workload): the cross-workload pre-training of AIO-P."""
+    torch.manual_seed(seed)
+    model = StoreGNN(GNNConfig())
+    model.set_normalisation([g for gs, _ in groups for g in gs])
+    train(model, groups, epochs=epochs, seed=seed, progress=progress)
+    return model
 
 
 @torch.no_grad()
@@ -370,7 +390,7 @@ def read_records(directory: str | Path, target: dict | str, num_threads: int = 1
     mod = records[0].workload.mod
     with skip_tensor_intrin_import():
         context = TuneContext(mod=mod, target=target, num_threads=num_threads)
-    args_info = ArgInfo.from_prim_func(_prim_func(mod))
+    args_info = ArgInfo.from_prim_func(prim_func(mod))
     candidates, costs = [], []
     for rec in records:
         sch = Schedule(mod)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -37,15 +38,19 @@ def _matmul(n: int = 64, relu: bool = False, diamond: bool = False):
     return te.create_prim_func([a, b, e])
 
 
-def _collector():
-    """benchmarks/collect_ms_records.py as a module (benchmarks/ is not a package)."""
-    if "collect_ms_records" not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "benchmarks" / "collect_ms_records.py"
-        spec = importlib.util.spec_from_file_location("collect_ms_records", path)
+def _bench(name: str):
+    """benchmarks/<name>.py as a module (benchmarks/ is not a package)."""
+    if name not in sys.modules:
+        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module  # dataclasses need the module registered
         spec.loader.exec_module(module)
-    return sys.modules["collect_ms_records"]
+    return sys.modules[name]
+
+
+def _collector():
+    return _bench("collect_ms_records")
 
 
 def _context(func):
@@ -230,3 +235,35 @@ def test_collector_has_20_distinct_workloads():
     keys = {(w.kind, w.c_in, w.c_out, w.hw, w.k, w.stride, w.pad) for w in collect.WORKLOADS}
     assert len(keys) == len(collect.WORKLOADS) >= 20
     assert {w.kind for w in collect.WORKLOADS} == {"conv2d", "depthwise", "dense", "maxpool", "avgpool"}
+
+
+def test_pretrain_is_seeded():
+    """Same seed -> same pre-trained scores; another seed -> different ones."""
+    rng = np.random.default_rng(0)
+    graphs = [(rng.normal(size=(2, 164)).astype(np.float32), np.array([[0], [1]])) for _ in range(40)]
+    groups = [(graphs[:20], rng.uniform(1, 2, 20)), (graphs[20:], rng.uniform(1, 2, 20))]
+    a, b, c = (aiop.score(aiop.pretrain(groups, epochs=2, seed=s), graphs) for s in (3, 3, 4))
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+
+
+def test_online_records_in_order(tmp_path):
+    """ms_online reads a JSON database's records in measurement order; failed -> FAILED_COST."""
+    online = _bench("ms_online")
+    lines = [[0, [["t0"], [3e-3, 1e-3, 2e-3], {}, []]], [0, [["t1"], [1e10], {}, []]], [0, [["t2"], [5e-4], {}, []]]]
+    path = tmp_path / "rec.json"
+    path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    assert online.records_in_order(path) == [(["t0"], 2e-3), (["t1"], aiop.FAILED_COST), (["t2"], 5e-4)]
+
+
+def test_mlp_steplr_shim_is_scoped():
+    """The MLPModel shim accepts StepLR(verbose=...) inside its context only."""
+    shim = _bench("ms_cost_model").steplr_without_verbose
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    original = torch.optim.lr_scheduler.StepLR
+    with shim():
+        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5, verbose=True)
+        opt.step()
+        sched.step()
+    assert torch.optim.lr_scheduler.StepLR is original
+    assert opt.param_groups[0]["lr"] == 0.5
