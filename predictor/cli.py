@@ -1,4 +1,4 @@
-"""``aiop`` command line: pretrain | finetune | evaluate | predict.
+"""``aiop`` command line: pretrain | finetune | evaluate | predict | reduce.
 
 Examples::
 
@@ -6,6 +6,7 @@ Examples::
     aiop finetune --checkpoint aiop.pt --task tnb101/segmentsemantic --n 20 --out seg.pt
     aiop evaluate --checkpoint seg.pt --task tnb101/segmentsemantic
     aiop predict --checkpoint aiop.pt --onnx net.onnx [--task nb201/cifar10]
+    aiop reduce --checkpoint seg.pt --task tnb101/segmentsemantic --start "[2, 2, 3, 2, 0, 2]" --out front
 """
 
 from __future__ import annotations
@@ -13,17 +14,13 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+import time
 
 
-def _records(families, cached_only: bool, per_family: int | None = None):
-    from . import data, graphs
+def _records(families, per_family: int | None = None):
+    from . import data
 
-    recs = data.subsample(data.load_all(families), per_family)
-    if cached_only:
-        recs = [r for r in recs if graphs.is_cached(r.family, r.arch)]
-        if not recs:
-            raise SystemExit(f"no cached OpGraphs for {families}; run without --cached-only to build them")
-    return recs
+    return data.subsample(data.load_all(families), per_family)
 
 
 def _features(recs):
@@ -39,6 +36,47 @@ def _split_task(task: str) -> tuple[str, str]:
     return tuple(task.split("/", 1))
 
 
+def _reduce(args) -> int:
+    """``aiop reduce``: the predicted Pareto front (FLOPs vs performance) around a start architecture."""
+    import json
+    from pathlib import Path
+
+    from . import data, reduce
+    from .aiop import AIOP
+
+    fam, task = _split_task(args.task)
+    try:
+        space = reduce.space_for(fam)
+        start = data.parse_arch(fam, args.start)
+    except reduce.UnsupportedFamilyError as err:
+        raise SystemExit(str(err)) from None
+    except (ValueError, SyntaxError) as err:
+        raise SystemExit(f"--start {args.start!r} is not a {fam} encoding: {err}") from None
+    try:
+        est = reduce.AIOPEstimator(AIOP.load(args.checkpoint), fam, task, args.head)
+    except KeyError as err:
+        raise SystemExit(err.args[0]) from None
+    allowed = None
+    if args.labelled_only:
+        allowed = {x.arch for x in data.load_family(fam) if x.task == task}
+    res = reduce.reduce(start, space, est, est.flops, args.tolerance, args.budget, args.seed,
+                        max_edits=args.max_edits, allowed=allowed)
+    print(f"{args.task} head={est.head} start predicted {res.start.score:.4g}, {res.start.flops:.4g} MFLOPs; "
+          f"{res.evaluations} evaluations, {len(res.front)} on the front (tolerance {args.tolerance})")
+    print(reduce.format_table(res, space, args.format), end="")
+    if args.out:
+        out = Path(args.out)
+        meta = {"task": args.task, "head": est.head, "tolerance": args.tolerance, "budget": args.budget,
+                "seed": args.seed, "max_edits": args.max_edits, "labelled_only": args.labelled_only,
+                "evaluations": res.evaluations, "flops_source": "OpGraph.total_flops (predictor.graphs)",
+                "start": {"arch": list(res.start.arch), "mflops": res.start.flops, "predicted": res.start.score},
+                "front": res.rows()}
+        out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
+        reduce.plot_front(res, out.with_suffix(".png"), f"{args.task} from {list(start)}")
+        print(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="aiop", description="AIO-P neural performance predictor")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -48,7 +86,6 @@ def main(argv=None) -> int:
     a.add_argument("--epochs", type=int, default=30)
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--flops-scale", action="store_true", help="divide labels by log(1+MFLOPs) before z-scoring")
-    a.add_argument("--cached-only", action="store_true", help="use only architectures whose OpGraph is cached")
     a.add_argument("--per-family", type=int, default=None, help="seeded subset: this many archs per family")
     f = sub.add_parser("finetune", help="fine-tune a new head on N labelled architectures of a task")
     f.add_argument("--checkpoint", required=True)
@@ -57,32 +94,47 @@ def main(argv=None) -> int:
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--infuse", default=None, help="zero-cost proxy for adapter pseudo-labels, e.g. nwot")
     f.add_argument("--out", required=True)
-    f.add_argument("--cached-only", action="store_true")
     e = sub.add_parser("evaluate", help="SRCC/MAE of a head (or zeroshot) on a task's architectures")
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--task", required=True)
     e.add_argument("--head", default=None, help="default: the task's head if present, else zeroshot")
-    e.add_argument("--cached-only", action="store_true")
     q = sub.add_parser("predict", help="predict the performance of an ONNX model or OpGraph JSON")
     q.add_argument("--checkpoint", required=True)
     g = q.add_mutually_exclusive_group(required=True)
     g.add_argument("--onnx")
     g.add_argument("--opgraph", help="OpGraph JSON (OpGraph.to_json)")
     q.add_argument("--task", default="zeroshot")
+    r = sub.add_parser("reduce", help="cut FLOPs of an architecture keeping predicted performance within a tolerance")
+    r.add_argument("--checkpoint", required=True)
+    r.add_argument("--task", required=True, help="<family>/<task>, e.g. nb201/cifar10 (families: nb201, tnb101)")
+    r.add_argument("--start", required=True, help="start encoding as in the data files, e.g. \"[2, 2, 3, 2, 0, 2]\"")
+    r.add_argument("--head", default=None, help="predictor head (default: the task's own head; or zeroshot)")
+    r.add_argument("--tolerance", type=float, default=1.0, help="allowed predicted drop, in the head's units")
+    r.add_argument("--budget", type=int, default=200, help="estimator evaluations")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--max-edits", type=int, default=2, help="edges changed per mutation (1..)")
+    r.add_argument("--labelled-only", action="store_true", help="visit only architectures labelled in the data file")
+    r.add_argument("--format", choices=("md", "csv"), default="md")
+    r.add_argument("--out", default=None, help="prefix for <out>.json and <out>.png (the front)")
     args = p.parse_args(argv)
+    if args.cmd == "reduce":
+        return _reduce(args)
 
     from .aiop import AIOP, ZERO_SHOT
     from .model import spearman
 
     if args.cmd == "pretrain":
-        recs = _records(tuple(args.families.split(",")), args.cached_only, args.per_family)
+        recs = _records(tuple(args.families.split(",")), args.per_family)
+        t0 = time.time()
         feats, key_fn = _features(recs)
+        t1 = time.time()
         m = AIOP.pretrain(recs, feats, key_fn, epochs=args.epochs, seed=args.seed, flops_scale=args.flops_scale)
         m.save(args.out)
-        print(f"pre-trained on {len(recs)} records, heads {m.pretrain_heads} -> {args.out}")
+        print(f"pre-trained on {len(recs)} records, heads {m.pretrain_heads} -> {args.out}; "
+              f"OpGraphs {t1 - t0:.0f} s, training {time.time() - t1:.0f} s")
     elif args.cmd == "finetune":
         fam, task = _split_task(args.task)
-        recs = [r for r in _records((fam,), args.cached_only) if r.task == task]
+        recs = [r for r in _records((fam,)) if r.task == task]
         feats, key_fn = _features(recs)
         m = AIOP.load(args.checkpoint)
         if args.infuse:
@@ -93,7 +145,7 @@ def main(argv=None) -> int:
         print(f"fine-tuned head {args.task} on {len(train)} labels -> {args.out}")
     elif args.cmd == "evaluate":
         fam, task = _split_task(args.task)
-        recs = [r for r in _records((fam,), args.cached_only) if r.task == task]
+        recs = [r for r in _records((fam,)) if r.task == task]
         m = AIOP.load(args.checkpoint)
         feats, key_fn = _features(recs)
         head = args.head or (args.task if args.task in m.model.heads else ZERO_SHOT)

@@ -1,0 +1,304 @@
+"""AIO-P as the estimator of a FLOPs-reduction search (predictor.reduce), checked against true labels.
+
+Per task (NAS-Bench-201 cifar10 and the 7 TransNAS-Bench-101 micro tasks): 20 start architectures
+drawn (seeded) from the task's top quartile of labels, 5 search seeds. Predictor per task: AIO-P
+pre-trained on the classification families (NB101 + NB201 + NB301 for TransNAS tasks; NB101 +
+NB301 only for NB201 cifar10, so no NB201 label is seen in pre-training), then a head fine-tuned
+on N=50 labelled architectures of the task drawn from outside the starts. Those 50 are also
+removed from the architectures the searches may return, so the predictor has seen the label of
+no start and no returned architecture.
+
+Modes (each row says which one it used):
+
+* ``labelled``: mutations restricted to the task's labelled architectures (the data files hold
+  ~711 of 4,096 TransNAS cells and ~725 of 15,625 NB201 cells), so every returned architecture
+  has a true label.
+* ``open``: the whole search space (minus the 50 fine-tuning archs); returned architectures
+  without a label are counted as unlabelled, never guessed.
+
+Methods, all with the same number of estimator evaluations per run (the number the AIO-P search
+used): ``AIO-P`` returns its predicted Pareto front (K archs); ``random`` returns K archs drawn
+from a pool of that many random FLOPs-reducing mutations (same mutation operator, parents drawn
+from the pool); ``FLOPs only`` returns the K lowest-FLOPs archs of the same pool.
+
+Tolerance (the issue's "1 percentage point or the task's equivalent"): accuracies in percent
+(cifar10, class_scene, class_object, jigsaw) and segmentsemantic (a percent score, 91.9-94.8 in the
+file) use 1.0 point; autoencoder and normal are SSIM-like scores on a 0-1 scale, so 1 point is 0.01;
+room_layout is a negative L2 loss with no percent scale, so we use 1% of its label range in the file
+(0.0048). FLOPs: OpGraph.total_flops of predictor.graphs.network_graph (see predictor.reduce).
+
+    nice -n 10 python benchmarks/aiop_reduce.py [--quick] [--modes labelled,open] [--seeds 5]
+
+Rows are appended to results/<name>.rows.jsonl as they finish (rerun to resume; a changed
+configuration refuses to mix with old rows unless --fresh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import random
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from predictor import data, graphs  # noqa: E402
+from predictor import reduce as R  # noqa: E402
+from predictor.aiop import AIOP, FeatureCache, head_name  # noqa: E402
+from predictor.model import spearman  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TASKS = [("nb201", "cifar10")] + [("tnb101", t) for t in data.TNB_TASKS]
+METHODS = ("AIO-P", "random", "FLOPs only")
+
+
+def tolerance(family: str, task: str, labels) -> tuple[float, str]:
+    """The task's equivalent of 1 percentage point, with the reason (see module docstring)."""
+    if task in ("autoencoder", "normal"):
+        return 0.01, "1 point of a 0-1 SSIM-like score"
+    if task == "room_layout":
+        return 0.01 * (max(labels) - min(labels)), "1% of the label range (negative L2 loss)"
+    return 1.0, "1 percentage point"
+
+
+def key_fn(r):
+    return graphs.graph_key(r.family, r.task, r.arch)
+
+
+def pretrained(recs, families, epochs, per_family, progress) -> AIOP:
+    """AIO-P pre-trained on ``families`` (cached on disk by configuration)."""
+    root = Path(os.environ.get("AIOP_CACHE", Path.home() / ".cache" / "aiop")) / "reduce-bench"
+    path = root / f"pre-{'-'.join(families)}-e{epochs}-p{per_family}-g{graphs.GRAPH_VERSION}.pt"
+    if path.is_file():
+        return AIOP.load(path)
+    pre = data.subsample([r for r in recs if r.family in families], per_family)
+    feats = FeatureCache(graphs.build_graphs(pre, progress=progress))
+    t0 = time.time()
+    m = AIOP.pretrain(pre, feats, key_fn, epochs=epochs, seed=0, progress=progress)
+    print(f"pre-trained on {families} ({len(pre)} records, {epochs} epochs) in {time.time() - t0:.0f} s")
+    root.mkdir(parents=True, exist_ok=True)
+    m.save(path)
+    return m
+
+
+def pick_starts(task_recs, n: int, seed: int = 0):
+    """``n`` archs drawn (seeded) from the top quartile of labels."""
+    q75 = float(np.quantile([r.label for r in task_recs], 0.75))
+    top = sorted((r for r in task_recs if r.label >= q75), key=lambda r: repr(r.arch))
+    return random.Random(seed).sample(top, min(n, len(top)))
+
+
+def summarise(rows, tols) -> dict:
+    """Per (mode, task, method): returned, labelled, share within tolerance, median FLOPs cut."""
+    out: dict = {}
+    for row in rows:
+        tol = tols[row["task"]]
+        for m in METHODS:
+            s = out.setdefault(row["mode"], {}).setdefault(row["task"], {}).setdefault(
+                m, {"runs": 0, "empty": 0, "returned": 0, "labelled": 0, "within": 0, "evaluations": 0, "cuts": []})
+            ret = row["methods"][m]
+            s["runs"] += 1
+            s["evaluations"] += row["evaluations"]
+            s["empty"] += not ret
+            for a in ret:
+                s["returned"] += 1
+                s["cuts"].append(100.0 * (1 - a["mflops"] / row["start_mflops"]))
+                if a["label"] is not None:
+                    s["labelled"] += 1
+                    s["within"] += a["label"] >= row["start_label"] - tol
+    for per_task in out.values():
+        for per_m in per_task.values():
+            for s in per_m.values():
+                s["share_within"] = s["within"] / s["labelled"] if s["labelled"] else None
+                s["mean_evaluations"] = s.pop("evaluations") / s["runs"]
+                s["median_cut_pct"] = statistics.median(s["cuts"]) if s["cuts"] else None
+                del s["cuts"]
+    return out
+
+
+def run_task(fam, task, recs, base, args, mode_seeds, done, write, progress):
+    """All runs of one task: fine-tune the head, then (mode, seed, start) searches."""
+    task_recs = [r for r in recs if r.family == fam and r.task == task]
+    labels = {r.arch: r.label for r in task_recs}
+    tol, _ = tolerance(fam, task, list(labels.values()))
+    starts = pick_starts(task_recs, args.starts)
+    start_set = {r.arch for r in starts}
+    rest = sorted((r for r in task_recs if r.arch not in start_set), key=lambda r: repr(r.arch))
+    ft = random.Random(1).sample(rest, args.n)
+    ft_set = {r.arch for r in ft}
+    head = head_name(fam, task)
+    model = base.finetune(ft, FeatureCache(graphs.build_graphs(ft, progress=False)), key_fn, head, seed=0)
+    est = R.AIOPEstimator(model, fam, task)
+    space = R.space_for(fam)
+    held = [r for r in rest if r.arch not in ft_set]
+    held = random.Random(2).sample(held, min(args.srcc_archs, len(held)))
+    srcc = spearman(est([r.arch for r in held]), [r.label for r in held])  # context: predictor quality
+    # sanity of the FLOPs source: the builders' graphs vs the benchmark's own FLOPs of the same archs
+    flops_srcc = spearman([est.flops(r.arch) for r in held], [r.flops for r in held])
+    labelled_allowed = set(labels) - ft_set
+    info = {"tolerance": tol, "finetune_archs": len(ft), "heldout_srcc": srcc, "heldout_archs": len(held),
+            "flops_srcc_vs_file": flops_srcc}
+    print(f"{fam}/{task}: tolerance {tol:.4g}, held-out SRCC of the fine-tuned head {srcc:.3f} ({len(held)} archs), "
+          f"SRCC of OpGraph FLOPs vs the data file's FLOPs {flops_srcc:.3f}")
+    everything = set(itertools.product(range(len(space.ops)), repeat=space.num_edges)) - ft_set
+    for mode, seeds, n_starts in mode_seeds:
+        if mode == "open" and f"{fam}/{task}" not in args.open_tasks.split(","):
+            continue
+        allowed = labelled_allowed if mode == "labelled" else everything
+        max_edits = args.max_edits_labelled if mode == "labelled" else args.max_edits_open
+        from tqdm import tqdm
+
+        jobs = [(seed, s) for seed in seeds for s in starts[:n_starts] if (mode, f"{fam}/{task}", seed, repr(s.arch)) not in done]
+        for seed, s in tqdm(jobs, desc=f"{mode} {fam}/{task}", disable=not progress):
+            res = R.reduce(s.arch, space, est, est.flops, tol * args.search_tolerance, args.budget, seed,
+                           max_edits=max_edits,
+                           allowed=allowed, progress=False)
+            k = len(res.front)
+            pool = R.random_reductions(s.arch, space, est.flops, res.evaluations, seed, max_edits, allowed)
+            rnd = random.Random(seed).sample(pool, min(k, len(pool)))
+            cheap = sorted(pool, key=lambda c: (c.flops, c.arch))[:k]
+
+            def rows(cands):
+                return [{"arch": list(c.arch), "mflops": c.flops, "label": labels.get(c.arch),
+                         "predicted": None if np.isnan(c.score) else c.score} for c in cands]
+
+            write({"mode": mode, "task": f"{fam}/{task}", "seed": seed, "start": list(s.arch),
+                   "start_label": s.label, "start_mflops": res.start.flops, "start_predicted": res.start.score,
+                   "evaluations": res.evaluations, "pool": len(pool), "max_edits": max_edits,
+                   "methods": {"AIO-P": rows(res.front), "random": rows(rnd), "FLOPs only": rows(cheap)}})
+    return info
+
+
+def write_report(rows, infos, config, seconds, name, resumed):
+    tols = {t: i["tolerance"] for t, i in infos.items()}
+    summ = summarise([r for r in rows if r["task"] in tols], tols)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps({"config": config, "tasks": infos, "summary": summ,
+                                                          "seconds": seconds, "resumed_rows": resumed}, indent=1))
+    lines = ["# AIO-P-guided FLOPs reduction vs baselines", "",
+             f"{config['starts']} starts per task (top quartile of labels), seeds {config['seeds']}, budget "
+             f"{config['budget']} estimator evaluations per run (baselines get as many as the AIO-P search used). "
+             f"Predictor: AIO-P pre-trained ({config['pretrain_epochs']} epochs, "
+             f"{config['pretrain_per_family'] or 'all'} archs per family) on NB101+NB201+NB301 (NB101+NB301 for "
+             f"nb201/cifar10), head fine-tuned on N={config['n']} labelled archs of the task (not starts, never "
+             "returned). "
+             f"Search tolerance = {config['search_tolerance']} x the evaluation tolerance. "
+             "FLOPs = OpGraph.total_flops of the repository's network builders (their SRCC with the data file's "
+             "own FLOPs of the held-out archs is a column: a low value means the builder does not match the "
+             "benchmark's network for that encoding). "
+             f"Wall time of this invocation {seconds / 60:.1f} min (nice -n 10, 1 torch thread; {resumed} of "
+             f"{len(rows)} rows resumed from an earlier invocation).", "",
+             "Cells: share of returned labelled archs whose true performance is within tolerance of the start "
+             "(returned / unlabelled in brackets), median FLOPs cut of returned archs.", ""]
+    for mode, per_task in summ.items():
+        lines += [f"## mode: {mode}", "", "| task | tolerance | SRCC (held-out) | FLOPs SRCC vs file | " + " | ".join(
+            f"{m} within tol | {m} median cut" for m in METHODS) + " | AIO-P empty fronts | evaluations per run |",
+            "|---" * (6 + 2 * len(METHODS)) + "|"]
+        wins = 0
+        for task, per_m in per_task.items():
+            cells = []
+            for m in METHODS:
+                s = per_m[m]
+                sh = "n/a" if s["share_within"] is None else f"{100 * s['share_within']:.0f}%"
+                cut = "n/a" if s["median_cut_pct"] is None else f"{s['median_cut_pct']:.1f}%"
+                cells += [f"{sh} ({s['returned']}/{s['returned'] - s['labelled']})", cut]
+            a, r, f = (per_m[m]["share_within"] for m in METHODS)
+            wins += a is not None and a > (r or 0) and a > (f or 0)
+            i = infos[task]
+            lines.append(f"| {task} | {i['tolerance']:.3g} | {i['heldout_srcc']:.3f} | {i['flops_srcc_vs_file']:.3f} | "
+                         + " | ".join(cells)
+                         + f" | {per_m['AIO-P']['empty']}/{per_m['AIO-P']['runs']} | {per_m['AIO-P']['mean_evaluations']:.1f} |")
+        lines += ["", f"AIO-P beats both baselines on share within tolerance on {wins}/{len(per_task)} tasks.", ""]
+    lines += ["Tolerances: " + "; ".join(f"{t}: {i['tolerance']:.4g} ({i['tolerance_reason']})"
+                                         for t, i in infos.items()), ""]
+    (RESULTS / f"{name}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true", help="2 tasks, 5 starts, 2 seeds, small pre-training")
+    p.add_argument("--tasks", default=",".join(f"{f}/{t}" for f, t in TASKS))
+    p.add_argument("--modes", default="labelled,open")
+    p.add_argument("--starts", type=int, default=20)
+    p.add_argument("--seeds", type=int, default=5)
+    p.add_argument("--open-tasks", default="nb201/cifar10,tnb101/class_scene",
+                   help="tasks run in the open mode (every unlabelled arch visited costs a graph build)")
+    p.add_argument("--open-starts", type=int, default=5, help="first starts of each task used in the open mode")
+    p.add_argument("--open-seeds", type=int, default=1, help="seeds for the open mode")
+    p.add_argument("--srcc-archs", type=int, default=100, help="held-out labelled archs for the SRCC context column")
+    p.add_argument("--budget", type=int, default=50)
+    p.add_argument("--n", type=int, default=50, help="labelled archs for fine-tuning the task head")
+    p.add_argument("--max-edits-labelled", type=int, default=3)
+    p.add_argument("--max-edits-open", type=int, default=2)
+    p.add_argument("--pretrain-epochs", type=int, default=30)
+    p.add_argument("--pretrain-per-family", type=int, default=None)
+    p.add_argument("--name", default=None, help="results/<name>.{json,md,rows.jsonl}; default aiop_reduce[.quick]")
+    p.add_argument("--search-tolerance", type=float, default=1.0,
+                   help="the search keeps predicted >= start - this x tolerance (evaluation always uses 1x)")
+    p.add_argument("--fresh", action="store_true", help="discard rows of an earlier run")
+    args = p.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    if args.quick:
+        args.tasks, args.starts, args.seeds, args.open_seeds = "nb201/cifar10,tnb101/class_scene", 5, 2, 1
+        args.open_starts, args.srcc_archs, args.budget = 2, 30, 20
+        args.pretrain_epochs, args.pretrain_per_family = 5, 30
+    name = args.name or ("aiop_reduce.quick" if args.quick else "aiop_reduce")
+    rows_path = RESULTS / f"{name}.rows.jsonl"
+    tasks = [tuple(t.split("/", 1)) for t in args.tasks.split(",")]
+    modes = args.modes.split(",")
+    config = {k: v for k, v in vars(args).items() if k not in ("fresh", "tasks", "modes", "open_tasks", "name")}
+    config["seeds"] = list(range(args.seeds))
+    config["graph_version"] = graphs.GRAPH_VERSION
+
+    done, rows = set(), []
+    RESULTS.mkdir(exist_ok=True)
+    if rows_path.is_file() and not args.fresh:
+        lines = rows_path.read_text().splitlines()
+        if lines and json.loads(lines[0]).get("config") != config:
+            raise SystemExit(f"{rows_path} holds rows of another configuration; rerun with --fresh to discard them")
+        for line in lines[1:]:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a torn last line from an interrupted run
+                continue
+            rows.append(row)
+            done.add((row["mode"], row["task"], row["seed"], repr(tuple(row["start"]))))
+    else:
+        rows_path.write_text(json.dumps({"config": config}) + "\n")
+
+    def write(row):
+        with rows_path.open("a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        rows.append(row)
+
+    t0, resumed = time.time(), len(rows)
+    recs = data.load_all()
+    bases = {}
+    infos = {}
+    mode_seeds = [(m, range(args.seeds), args.starts) if m == "labelled" else (m, range(args.open_seeds), args.open_starts)
+                  for m in modes]
+    for fam, task in tasks:
+        fams = tuple(f for f in data.CLASSIFICATION_FAMILIES if f != fam)
+        if fams not in bases:
+            bases[fams] = pretrained(recs, fams, args.pretrain_epochs, args.pretrain_per_family, progress=True)
+        info = run_task(fam, task, recs, bases[fams], args, mode_seeds, done, write, progress=True)
+        info["tolerance_reason"] = tolerance(fam, task, [r.label for r in recs if r.family == fam and r.task == task])[1]
+        info["pretrain_families"] = list(fams)
+        infos[f"{fam}/{task}"] = info
+    write_report(rows, infos, config, time.time() - t0, name, resumed)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,321 @@
+"""FLOPs reduction with a performance estimator: search an architecture's neighbourhood for
+variants with fewer FLOPs whose *predicted* performance stays within a tolerance of the start's.
+
+Search spaces with a mutation operator (:data:`SPACES`): NAS-Bench-201 and TransNAS-Bench-101
+micro, both 6 cell edges with one op code each (``predictor.data.parse_arch``). A mutation
+changes the op of 1..``max_edits`` edges: an op swap, or an edge removal (op -> ``none``, the
+Zero op) when the new op is ``none``. Every proposal lowers FLOPs relative to its parent.
+
+The search (:func:`reduce`) is a seeded multi-objective local search: each generation picks
+parents uniformly among the *feasible* architectures found so far (predicted performance >=
+start's prediction - tolerance; the start is feasible), proposes FLOPs-reducing mutations and
+scores them in one batch. It returns the Pareto front (min FLOPs, max predicted performance)
+of the feasible architectures with fewer FLOPs than the start. ``budget`` counts estimator
+evaluations (unique architectures scored, the start excluded).
+
+The estimator and the FLOPs counter are parameters (``score_fn(archs) -> values``,
+``flops_fn(arch) -> float``) so that tests and baselines can plug in anything;
+:class:`AIOPEstimator` provides both for an AIO-P checkpoint. FLOPs come from one source
+everywhere: ``OpGraph.total_flops`` of ``predictor.graphs.network_graph(family, task, arch)``
+(defined for every encoding; the data files' ``flops`` exist only for labelled architectures and
+use the benchmarks' full-size networks, so they are not mixed in).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+class UnsupportedFamilyError(ValueError):
+    """The family has no mutation space (or no network builder) for FLOPs reduction."""
+
+
+@dataclass(frozen=True)
+class Space:
+    """A cell space of ``num_edges`` edges, each carrying one op code indexing ``ops``."""
+
+    family: str
+    ops: tuple[str, ...]
+    num_edges: int = 6
+    none_op: str = "none"
+
+    @property
+    def none_code(self) -> int:
+        return self.ops.index(self.none_op)
+
+    def contains(self, arch) -> bool:
+        return (isinstance(arch, tuple) and len(arch) == self.num_edges
+                and all(isinstance(c, int) and 0 <= c < len(self.ops) for c in arch))
+
+    def check(self, arch) -> tuple:
+        arch = tuple(arch)
+        if not self.contains(arch):
+            raise ValueError(f"{self.family} encoding must be {self.num_edges} op codes in [0, {len(self.ops)}) "
+                             f"indexing {self.ops}, got {arch}")
+        return arch
+
+    def neighbours(self, arch: tuple, max_edits: int) -> list[tuple]:
+        """Every encoding differing from ``arch`` on 1..max_edits edges, in a fixed order."""
+        out = []
+        n_ops = len(self.ops)
+        for k in range(1, max_edits + 1):
+            for edges in itertools.combinations(range(self.num_edges), k):
+                choices = [[c for c in range(n_ops) if c != arch[e]] for e in edges]
+                for new in itertools.product(*choices):
+                    a = list(arch)
+                    for e, c in zip(edges, new):
+                        a[e] = c
+                    out.append(tuple(a))
+        return out
+
+    def describe(self, parent: tuple, child: tuple) -> str:
+        """Human-readable mutation, e.g. ``e2:nor_conv_3x3->none``."""
+        return ",".join(f"e{e}:{self.ops[a]}->{self.ops[b]}" for e, (a, b) in enumerate(zip(parent, child)) if a != b)
+
+
+def _spaces() -> dict[str, Space]:
+    from .spaces import nb201, tnb101
+
+    return {"nb201": Space("nb201", nb201.OPS), "tnb101": Space("tnb101", tnb101.OPS)}
+
+
+SPACES: dict[str, Space] = _spaces()
+
+
+def space_for(family: str) -> Space:
+    """The mutation space of ``family``; a clear error for families without one."""
+    if family not in SPACES:
+        raise UnsupportedFamilyError(
+            f"FLOPs reduction has no mutation space for family {family!r}; supported families: "
+            f"{', '.join(sorted(SPACES))} (a family needs a network builder in predictor.spaces and a "
+            f"Space entry in predictor.reduce.SPACES)")
+    return SPACES[family]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    arch: tuple
+    flops: float  # MFLOPs
+    score: float  # predicted performance (estimator units; higher is better)
+
+
+@dataclass
+class ReduceResult:
+    start: Candidate
+    threshold: float  # start.score - tolerance
+    front: list[Candidate]  # Pareto front, ascending FLOPs; every entry has flops < start.flops
+    evaluated: list[Candidate] = field(repr=False)  # every scored candidate, in evaluation order
+    evaluations: int = 0  # estimator evaluations used (<= budget; fewer if the neighbourhood ran out)
+
+    def rows(self) -> list[dict]:
+        s = self.start
+        return [{"arch": list(c.arch), "mflops": c.flops, "flops_cut_pct": 100.0 * (1 - c.flops / s.flops),
+                 "predicted": c.score, "predicted_delta": c.score - s.score} for c in self.front]
+
+
+def pareto_front(cands: Sequence[Candidate]) -> list[Candidate]:
+    """Non-dominated candidates (lower FLOPs, higher score), ascending FLOPs; ties keep the first seen."""
+    best: list[Candidate] = []
+    for c in sorted(cands, key=lambda c: (c.flops, -c.score)):
+        if not best or c.score > best[-1].score:
+            best.append(c)
+    return best
+
+
+class _Proposer:
+    """FLOPs-reducing mutations of a parent (shared by the search and the random baselines)."""
+
+    def __init__(self, space: Space, flops_fn, max_edits: int, allowed, rng: random.Random):
+        self.space, self.flops_fn, self.max_edits, self.rng = space, flops_fn, max_edits, rng
+        self.allowed = None if allowed is None else set(allowed)
+        self.flops: dict[tuple, float] = {}
+        self._open: dict[tuple, list[tuple]] = {}  # parent -> neighbours not yet tried (shuffled)
+
+    def f(self, arch) -> float:
+        if arch not in self.flops:
+            self.flops[arch] = float(self.flops_fn(arch))
+        return self.flops[arch]
+
+    def propose(self, parent: tuple, seen: set) -> tuple | None:
+        """A not-yet-seen neighbour of ``parent`` with fewer FLOPs, or None if there is none left."""
+        todo = self._open.get(parent)
+        if todo is None:
+            todo = [a for a in self.space.neighbours(parent, self.max_edits)
+                    if self.allowed is None or a in self.allowed]
+            self.rng.shuffle(todo)
+            self._open[parent] = todo
+        pf = self.f(parent)
+        while todo:
+            a = todo.pop()
+            if a not in seen and self.f(a) < pf:
+                return a
+        return None
+
+
+def reduce(start, space: Space, score_fn: Callable[[list], Sequence[float]], flops_fn: Callable[[tuple], float],
+           tolerance: float, budget: int = 100, seed: int = 0, max_edits: int = 2, batch: int = 8,
+           allowed=None, progress: bool = True) -> ReduceResult:
+    """Minimise FLOPs subject to ``score >= score(start) - tolerance`` (see module docstring).
+
+    ``allowed``: optional set of encodings the search may visit (e.g. only labelled ones).
+    """
+    from tqdm import tqdm
+
+    start = space.check(start)
+    if budget < 1 or batch < 1 or max_edits < 1:
+        raise ValueError(f"budget, batch and max_edits must be >= 1, got {budget}, {batch}, {max_edits}")
+    rng = random.Random(seed)
+    prop = _Proposer(space, flops_fn, max_edits, allowed, rng)
+    s0 = Candidate(start, prop.f(start), float(score_fn([start])[0]))
+    threshold = s0.score - tolerance
+    feasible, exhausted = [s0], set()
+    seen, evaluated = {start}, []
+    bar = tqdm(total=budget, desc=f"reduce {space.family}", disable=not progress, leave=False)
+    while len(evaluated) < budget:
+        want = min(batch, budget - len(evaluated))
+        new: list[tuple] = []
+        while len(new) < want:
+            parents = [c.arch for c in feasible if c.arch not in exhausted]
+            if not parents:
+                break
+            parent = rng.choice(parents)
+            child = prop.propose(parent, seen)
+            if child is None:
+                exhausted.add(parent)
+                continue
+            seen.add(child)
+            new.append(child)
+        if not new:
+            break
+        for a, s in zip(new, score_fn(new)):
+            c = Candidate(a, prop.f(a), float(s))
+            evaluated.append(c)
+            if c.score >= threshold:
+                feasible.append(c)
+        bar.update(len(new))
+    bar.close()
+    front = pareto_front([c for c in feasible[1:] if c.flops < s0.flops])
+    return ReduceResult(s0, threshold, front, evaluated, len(evaluated))
+
+
+def random_reductions(start, space: Space, flops_fn, budget: int, seed: int = 0, max_edits: int = 2,
+                      allowed=None) -> list[Candidate]:
+    """Baseline candidate pool without an estimator: ``budget`` random FLOPs-reducing mutations,
+    each of the start or of an earlier candidate (uniform parent), so the pool spans the same
+    mutation depths the search reaches. Scores are NaN (nothing was estimated)."""
+    start = space.check(start)
+    rng = random.Random(seed)
+    prop = _Proposer(space, flops_fn, max_edits, allowed, rng)
+    pool, seen, dead = [start], {start}, set()
+    out: list[Candidate] = []
+    while len(out) < budget:
+        parents = [a for a in pool if a not in dead]
+        if not parents:
+            break
+        parent = rng.choice(parents)
+        child = prop.propose(parent, seen)
+        if child is None:
+            dead.add(parent)
+            continue
+        seen.add(child)
+        pool.append(child)
+        out.append(Candidate(child, prop.f(child), float("nan")))
+    return out
+
+
+class AIOPEstimator:
+    """Predicted performance and MFLOPs of encodings of one (family, task) from an AIO-P model.
+
+    Graphs come from ``predictor.graphs.network_graph``; only each architecture's MFLOPs and
+    score are kept (graphs and features are dropped once scored). Predictions are in the task's
+    label units when the head has a Standardizer (fine-tuned heads do), else standardised scores.
+    """
+
+    def __init__(self, model, family: str, task: str, head: str | None = None):
+        from .aiop import ZERO_SHOT, head_name
+
+        space_for(family)
+        self.model, self.family, self.task = model, family, task
+        self.head = head or head_name(family, task)
+        if self.head != ZERO_SHOT and self.head not in model.model.heads:
+            raise KeyError(f"checkpoint has no head {self.head!r} (heads: {sorted(model.model.heads)}); fine-tune "
+                           f"one with `aiop finetune --task {family}/{task}` or pass --head {ZERO_SHOT}")
+        self.std = model.standardizers.get(self.head)
+        self._flops: dict[tuple, float] = {}
+        self._items: dict[tuple, object] = {}
+        self._scores: dict[tuple, float] = {}
+
+    def _graph(self, arch) -> None:
+        from . import features, graphs
+
+        g = graphs.network_graph(self.family, self.task, arch)
+        self._flops[arch] = g.total_flops / 1e6
+        if arch not in self._scores:
+            self._items[arch] = features.to_data(g, self.model.kinds)
+
+    def flops(self, arch) -> float:
+        if arch not in self._flops:
+            self._graph(arch)
+        return self._flops[arch]
+
+    def __call__(self, archs) -> np.ndarray:
+        todo = [a for a in dict.fromkeys(archs) if a not in self._scores]
+        for a in todo:
+            if a not in self._items:
+                self._graph(a)
+        if todo:
+            z = self.model.scores([self._items.pop(a) for a in todo], self.head)
+            vals = self.std.inverse(z, [self._flops[a] for a in todo]) if self.std else z
+            self._scores.update(zip(todo, map(float, vals)))
+        return np.array([self._scores[a] for a in archs], dtype=np.float64)
+
+
+def plot_front(result: ReduceResult, path, title: str = "") -> None:
+    """PNG: every evaluated candidate (grey), the feasibility threshold, the front and the start."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ev = result.evaluated
+    ax.scatter([c.flops for c in ev], [c.score for c in ev], s=10, c="0.7", label="evaluated")
+    ax.axhline(result.threshold, color="tab:red", ls="--", lw=1, label="start - tolerance")
+    fr = result.front
+    ax.plot([c.flops for c in fr], [c.score for c in fr], "o-", color="tab:blue", label="Pareto front")
+    ax.scatter([result.start.flops], [result.start.score], marker="*", s=150, c="tab:orange", zorder=5,
+               label="start")
+    ax.set_xlabel("MFLOPs (OpGraph total_flops)")
+    ax.set_ylabel("predicted performance")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(str(path), dpi=120)
+    plt.close(fig)
+
+
+def format_table(result: ReduceResult, space: Space, fmt: str = "md") -> str:
+    """The start and the front as a markdown or CSV table."""
+    if fmt not in ("md", "csv"):
+        raise ValueError(f"table format must be 'md' or 'csv', got {fmt!r}")
+    s = result.start
+    head = ["rank", "arch", "mutation", "MFLOPs", "FLOPs cut %", "predicted", "predicted - start"]
+    rows = [["start", str(list(s.arch)), "", f"{s.flops:.4g}", "0.0", f"{s.score:.4g}", "0"]]
+    for i, (c, r) in enumerate(zip(result.front, result.rows()), 1):
+        rows.append([str(i), str(r["arch"]), space.describe(s.arch, c.arch), f"{c.flops:.4g}",
+                     f"{r['flops_cut_pct']:.1f}", f"{c.score:.4g}", f"{r['predicted_delta']:+.3g}"])
+    if fmt == "csv":
+        import csv
+        import io
+
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows([head] + rows)
+        return buf.getvalue()
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
