@@ -14,7 +14,7 @@ from tvm_fusion.cost import CostModel
 from tvm_fusion.hardware import Accelerator
 from tvm_fusion.plan import is_connected, is_convex
 from tvm_fusion.explain import classifier
-from tvm_fusion.explain.dataset import NUM_FEATURES, GroupEncoder, bfs_group, sample_groups
+from tvm_fusion.explain.dataset import NUM_FEATURES, SIZES, GroupEncoder, bfs_group, sample_groups
 from tvm_fusion.explain.explainers import EXPLAINERS, make_explainer
 from tvm_fusion.explain.reach import internal_edges
 from tvm_fusion.explain.tree_split import TreeSplit
@@ -42,7 +42,7 @@ def _labelled(seeds, n_bfs=80):
 @pytest.fixture(scope="module")
 def model():
     """A tiny classifier trained here on synthetic DAGs (a few seconds on one thread)."""
-    m, _ = classifier.train(_labelled(range(4)), epochs=20, hidden=32, seed=0, progress=False)
+    m, _ = classifier.train(_labelled(range(4)), epochs=20, hidden=64, seed=0, progress=False)
     return m
 
 
@@ -76,6 +76,49 @@ def test_encoder_features_and_edges():
     assert torch.all(d.x[:, -1] == 13.0)  # log2(8192) broadcast to every node
     with pytest.raises(ValueError, match="empty group"):
         GroupEncoder(g).encode([], 8192)
+
+
+def test_sizes_relative_to_the_buffer_are_hand_worked():
+    # diamond, 16x32x32: conv0 reads x (3x3 window: 3 rows of 16*32), its output feeds conv1
+    # (3 rows) and relu2 (1 row); x has one reader, t1 two.
+    g = diamond(SHAPE)
+    x = GroupEncoder(g).encode([0, 1], 4096).x.numpy()
+    lin = x[:, NUM_FEATURES - 1 - 2 * len(SIZES):NUM_FEATURES - 1 - len(SIZES)]
+    log = x[:, NUM_FEATURES - 1 - len(SIZES):NUM_FEATURES - 1]
+    col = {name: i for i, name in enumerate(SIZES)}
+    row, numel, w = 16 * 32, 16 * 32 * 32, 16 * 16 * 9
+    assert lin[0, col["in_window"]] == pytest.approx(3 * row / 4096)
+    assert lin[1, col["in_window_shared"]] == pytest.approx(3 * row / 2 / 4096)  # t1 read by conv1 and relu2
+    assert lin[0, col["out_window"]] == pytest.approx(3 * row / 4096)
+    assert lin[0, col["weight"]] == pytest.approx(w / 4096)
+    assert lin[0, col["filter"]] == pytest.approx(16 * 9 / 4096)
+    assert lin[0, col["out"]] == pytest.approx(numel / 4096)  # 4: below the clip
+    assert log[0, col["out"]] == pytest.approx(np.log2(numel / 4096))
+    big = GroupEncoder(g).encode([0], 1024).x.numpy()
+    assert big[0, NUM_FEATURES - 1 - 2 * len(SIZES) + col["out"]] == 8.0  # 16x the buffer, clipped at 8
+
+
+def test_threshold_is_picked_on_validation_logits():
+    z = np.array([-3.0, -2.0, -1.0, 0.5, 1.0, 1.5, 2.0, 3.0])
+    y = np.array([0, 0, 0, 0, 0, 1, 1, 1])  # the best cut lies between 1.0 and 1.5
+    t = classifier.best_threshold(z, y)
+    assert 1.0 < t < 1.5
+    m = classifier.ValidityGNN(hidden=8, layers=1)
+    d = GroupEncoder(diamond(SHAPE)).encode(range(5), 4096)
+    with torch.no_grad():
+        before = float(m(d.x, d.edge_index))
+        m.shift_threshold(t)
+        assert float(m(d.x, d.edge_index)) == pytest.approx(before - t, abs=1e-5)
+
+
+def test_classifier_sees_edge_direction():
+    # the same two nodes with the edge reversed must be distinguishable (producer vs consumer)
+    torch.manual_seed(0)
+    m = classifier.ValidityGNN(hidden=8, layers=2)
+    x = torch.randn(2, NUM_FEATURES)
+    fw = torch.tensor([[0, 1], [1, 0]])  # forward first, then reverse: 0 -> 1
+    swapped = x.flip(0)  # node 1 is now the producer
+    assert not torch.allclose(m(x, fw), m(swapped, fw))
 
 
 def test_bfs_groups_are_connected_and_convex():
@@ -193,6 +236,22 @@ def test_get_splitter_via_registry(model, tmp_path):
         make_splitter("get", explainer="rg", fusion="brr", weights=path).split((0, 1), cm, random.Random(0))
     with pytest.raises(ValueError, match="unknown explainer"):
         make_splitter("get", explainer="xyz")
+
+
+@pytest.mark.parametrize("fusion", ["lbdf", "brr"])
+def test_shipped_classifier_accuracy_floor_on_a_held_out_network(fusion):
+    """Shipped weights on 150 fixed groups of resnet18 (never trained on) at 128/256/512 KB."""
+    from tvm_fusion import zoo
+
+    g = zoo.opgraph("resnet18")
+    groups = sample_groups(g, random.Random(1234), 2, 150, max_bfs_size=40)[:150]
+    enc, data = GroupEncoder(g), []
+    for kb in (128, 256, 512):
+        costs = CostModel(g, Accelerator(kb * 1024, fusion=fusion)).evaluate(groups)
+        data += [Data(x=d.x, edge_index=d.edge_index, y=torch.tensor([float(not f)]))
+                 for d, f in ((enc.encode(grp, kb * 1024), f) for grp, f in zip(groups, costs.fits))]
+    m = classifier.evaluate(classifier.load(fusion), data)
+    assert m.accuracy > 0.9 and m.f1 > 0.8, m  # measured 0.945 / 0.966 (lbdf), 0.950 / 0.887 (brr)
 
 
 @pytest.mark.parametrize("fusion", ["lbdf", "brr"])

@@ -1,7 +1,7 @@
 """GET splitter: the search's ``Splitter`` protocol backed by explanation-guided tree splits.
 
-``make_splitter("get", explainer="rg"|"gnne"|"pg", fusion=None, ...)`` (rg, the default, is the
-fastest in benchmarks/results/get_fusion*.md). The classifier of the
+``make_splitter("get", explainer="rg"|"gnne"|"pg", fusion=None, ...)`` (rg is the default;
+benchmarks/results/get_fusion.md compares the three on DRAM and wall time). The classifier of the
 accelerator's fusion type is loaded from tvm_fusion/data/ (or ``weights=``); one
 :class:`TreeSplit` (with its memo) is kept per cost model, i.e. per (graph, accelerator).
 Groups with no usable explanation cut go to the random splitter; ``stats`` counts them.
@@ -61,7 +61,7 @@ class GETSplitter:
             return c.fits, c.dram_bytes
 
         def rank(group):
-            return ranker.rank_edges(encoder, group, accel.buffer_bytes)
+            return ranker.rank_edges(encoder, group, accel.buffer_bytes // accel.bytes_per_element)
 
         def fallback(group):
             return self._fallback.split(group, cost_model, self._rng or random.Random(0))
