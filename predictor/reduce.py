@@ -156,6 +156,21 @@ class _Proposer:
                 return a
         return None
 
+    def child_of(self, pool: list, exhausted: set, seen: set) -> tuple | None:
+        """A new child (added to ``seen``) of a uniformly drawn parent of ``pool`` that still has
+        FLOPs-reducing neighbours; parents found without any are added to ``exhausted``."""
+        while True:
+            parents = [a for a in pool if a not in exhausted]
+            if not parents:
+                return None
+            parent = self.rng.choice(parents)
+            child = self.propose(parent, seen)
+            if child is None:
+                exhausted.add(parent)
+                continue
+            seen.add(child)
+            return child
+
 
 def reduce(start, space: Space, score_fn: Callable[[list], Sequence[float]], flops_fn: Callable[[tuple], float],
            tolerance: float, budget: int = 100, seed: int = 0, max_edits: int = 2, batch: int = 8,
@@ -180,15 +195,9 @@ def reduce(start, space: Space, score_fn: Callable[[list], Sequence[float]], flo
         want = min(batch, budget - len(evaluated))
         new: list[tuple] = []
         while len(new) < want:
-            parents = [c.arch for c in feasible if c.arch not in exhausted]
-            if not parents:
-                break
-            parent = rng.choice(parents)
-            child = prop.propose(parent, seen)
+            child = prop.child_of([c.arch for c in feasible], exhausted, seen)
             if child is None:
-                exhausted.add(parent)
-                continue
-            seen.add(child)
+                break
             new.append(child)
         if not new:
             break
@@ -214,15 +223,9 @@ def random_reductions(start, space: Space, flops_fn, budget: int, seed: int = 0,
     pool, seen, dead = [start], {start}, set()
     out: list[Candidate] = []
     while len(out) < budget:
-        parents = [a for a in pool if a not in dead]
-        if not parents:
-            break
-        parent = rng.choice(parents)
-        child = prop.propose(parent, seen)
+        child = prop.child_of(pool, dead, seen)
         if child is None:
-            dead.add(parent)
-            continue
-        seen.add(child)
+            break
         pool.append(child)
         out.append(Candidate(child, prop.f(child), float("nan")))
     return out
