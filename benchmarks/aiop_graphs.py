@@ -9,7 +9,6 @@ imported through Relax once, every network composed and cached.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -21,7 +20,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from report import write_table  # noqa: E402
+
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def write(out: dict, path: Path) -> None:
+    write_table(path, out, "OpGraphs of all NAS benchmark architectures (cold cache)",
+                f"{out['graphs']} graphs for {out['records']} records in {out['seconds'] / 60:.1f} min "
+                f"({out['piece_imports']} distinct pieces imported through Relax; 1-min load average at the end "
+                f"{out['load_average_1min_at_end']:.1f} on the shared 2-core machine). Target: < 15 min. "
+                "Command: `python benchmarks/aiop_graphs.py`.",
+                ["family", "graphs", "mean nodes"], 1,
+                [[f, str(r["graphs"]), str(r["mean_nodes"])] for f, r in sorted(out["per_family"].items())])
 
 
 def main() -> int:
@@ -43,20 +54,10 @@ def main() -> int:
         r["nodes"] += len(g)
     for r in rows.values():
         r["mean_nodes"] = round(r.pop("nodes") / r["graphs"], 1)
-    load = os.getloadavg()[0]
     out = {"records": len(recs), "graphs": len(built), "seconds": round(seconds, 1), "piece_imports": imports,
-           "load_average_1min_at_end": round(load, 2), "per_family": rows}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "aiop_graphs.json").write_text(json.dumps(out, indent=1))
-    lines = ["# OpGraphs of all NAS benchmark architectures (cold cache)", "",
-             f"{len(built)} graphs for {len(recs)} records in {seconds / 60:.1f} min "
-             f"({imports} distinct pieces imported through Relax; 1-min load average at the end {load:.1f} "
-             "on the shared 2-core machine). Target: < 15 min.", "",
-             "| family | graphs | mean nodes |", "|---|---:|---:|"]
-    lines += [f"| {f} | {r['graphs']} | {r['mean_nodes']} |" for f, r in sorted(rows.items())]
-    lines += ["", "Command: `python benchmarks/aiop_graphs.py`"]
-    (RESULTS / "aiop_graphs.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+           "load_average_1min_at_end": round(os.getloadavg()[0], 2), "per_family": rows}
+    write(out, RESULTS / "aiop_graphs")
+    print((RESULTS / "aiop_graphs.md").read_text())
     return 0
 
 

@@ -10,7 +10,6 @@ Writes benchmarks/results/zoo_opgraph.{json,md} after every network.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,22 +19,19 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from report import write_table  # noqa: E402
 from tvm_fusion import zoo  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def write(rows: list[dict], out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"graph_version": zoo.GRAPH_VERSION, "rows": rows},
-                                                   indent=2) + "\n")
-    lines = ["# Zoo OpGraph import time (cold cache)", "",
-             "`python benchmarks/zoo_opgraph.py`; 1 torch thread on a shared 2-core machine, so "
-             "times are indicative. MFLOPs = sum of node FLOPs (2 x MACs for conv/dense).", "",
-             "| net | input | ops | conv2d | weights (M) | MFLOPs | seconds |", "|---|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['net']} | {r['input']} | {r['ops']} | {r['conv2d']} | {r['weights_m']:.3f} | "
-              f"{r['mflops']:.0f} | {r['seconds']:.1f} |" for r in rows]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_table(out, {"graph_version": zoo.GRAPH_VERSION, "rows": rows}, "Zoo OpGraph import time (cold cache)",
+                "`python benchmarks/zoo_opgraph.py`; 1 torch thread on a shared 2-core machine, so "
+                "times are indicative. MFLOPs = sum of node FLOPs (2 x MACs for conv/dense).",
+                ["net", "input", "ops", "conv2d", "weights (M)", "MFLOPs", "seconds"], 2,
+                [[r["net"], r["input"], str(r["ops"]), str(r["conv2d"]), f"{r['weights_m']:.3f}",
+                  f"{r['mflops']:.0f}", f"{r['seconds']:.1f}"] for r in rows])
 
 
 def main(argv=None) -> list[dict]:

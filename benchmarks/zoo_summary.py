@@ -10,11 +10,12 @@ written survive an interrupt (the files are rewritten after every network).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from tqdm import tqdm
+
+from report import write_table
 
 from tvm_fusion.cost import CostModel
 from tvm_fusion.hardware import Accelerator
@@ -36,19 +37,14 @@ def summarize(name: str, graph) -> list[dict]:
 
 
 def write(rows: list[dict], build_s: dict, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps({"rows": rows, "opgraph_build_s": build_s},
-                                                   indent=2) + "\n")
-    lines = ["# Zoo summary", "",
-             "DRAM in MB (10^6 bytes), int8 (1 byte/element). No fusion = every op its own "
-             "group; lower bound = every weight, graph input and output moved once; unfusable = "
-             "ops whose own F_β exceeds the buffer. `python benchmarks/zoo_summary.py`.", "",
-             "| net | accelerator | ops | unfusable | no-fusion MB | lower-bound MB | OpGraph s (build or cache load) |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    lines += [f"| {r['net']} | {r['accelerator']} | {r['ops']} | {r['unfusable_ops']} | "
-              f"{r['no_fusion_mb']:.3f} | {r['lower_bound_mb']:.3f} | {build_s[r['net']]:.1f} |"
-              for r in rows]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    write_table(out, {"rows": rows, "opgraph_build_s": build_s}, "Zoo summary",
+                "DRAM in MB (10^6 bytes), int8 (1 byte/element). No fusion = every op its own "
+                "group; lower bound = every weight, graph input and output moved once; unfusable = "
+                "ops whose own F_β exceeds the buffer. `python benchmarks/zoo_summary.py`.",
+                ["net", "accelerator", "ops", "unfusable", "no-fusion MB", "lower-bound MB",
+                 "OpGraph s (build or cache load)"], 2,
+                [[r["net"], r["accelerator"], str(r["ops"]), str(r["unfusable_ops"]), f"{r['no_fusion_mb']:.3f}",
+                  f"{r['lower_bound_mb']:.3f}", f"{build_s[r['net']]:.1f}"] for r in rows])
 
 
 def main(argv=None) -> list[dict]:
