@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -193,8 +194,6 @@ def _simplify(nodes: list, tensors: list, outputs: list[int], name: str) -> OpGr
     """Do what torch.export does to a whole network: drop nodes no output depends on (a cell
     node that feeds only Zero edges) and weightless nodes that repeat an earlier node on the
     same inputs (two pieces' ReLUs of one tensor). Ids are renumbered; order is otherwise kept."""
-    from dataclasses import replace
-
     live = set(outputs)
     for n in reversed(nodes):
         if n.output in live:
@@ -223,8 +222,6 @@ def _simplify(nodes: list, tensors: list, outputs: list[int], name: str) -> OpGr
 
 def _splice_piece(piece: OpGraph, input_ids: list[int], prefix: str, nodes: list, tensors: list) -> int:
     """Append ``piece``'s nodes (names prefixed) reading ``input_ids``; returns its output tensor id."""
-    from dataclasses import replace
-
     tmap = dict(zip(piece.inputs, input_ids))
     n0 = len(nodes)
     for t in piece.tensors:
