@@ -40,6 +40,8 @@ from tvm.s_tir.meta_schedule.cost_model import PyCostModel
 from tvm.s_tir.meta_schedule.feature_extractor import PerStoreFeature
 from tvm.s_tir.meta_schedule.utils import shash2hex
 
+from .model import pairwise_rank_loss
+
 #: a candidate graph: (node features [n, FEATURE_DIM] float32, edges [2, m] int64)
 Graph = tuple[np.ndarray, np.ndarray]
 FAILED_COST = 1e10  # MetaSchedule's convention for a failed build/run
@@ -184,16 +186,6 @@ def normalised_throughput(costs: np.ndarray) -> np.ndarray:
     return np.where(ok, costs[ok].min() / np.where(ok, costs, 1.0), 0.0)
 
 
-def _rank_loss(pred: torch.Tensor, y: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
-    """Pairwise logistic ranking loss between candidates of the same workload."""
-    same = group[:, None] == group[None, :]
-    better = (y[:, None] > y[None, :] + 1e-6) & same
-    if not better.any():
-        return pred.sum() * 0.0
-    diff = pred[:, None] - pred[None, :]
-    return nn.functional.softplus(-diff[better]).mean()
-
-
 def train(
     model: StoreGNN,
     groups: list[tuple[list[Graph], np.ndarray]],
@@ -230,7 +222,7 @@ def train(
             x, ei, b = collate([graphs[i] for i in idx])
             pred = model(x, ei, b, len(idx))
             y = torch.from_numpy(ys[idx])
-            loss = nn.functional.mse_loss(pred, y) + _rank_loss(pred, y, torch.from_numpy(gid[idx]))
+            loss = nn.functional.mse_loss(pred, y) + pairwise_rank_loss(pred, y, torch.from_numpy(gid[idx]))
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -11,7 +11,7 @@ import torch
 from predictor import data, features, spaces
 from predictor.aiop import AIOP, FeatureCache
 from predictor.data import DataError, Record
-from predictor.model import GraphEncoder, Standardizer, spearman
+from predictor.model import GraphEncoder, Standardizer, pairwise_rank_loss, spearman
 from tvm_fusion.graph import WINDOWED, OpGraph, OpNode, TensorInfo
 
 
@@ -126,6 +126,17 @@ def test_standardizer_round_trip_and_train_only_statistics():
         assert abs(s.transform(y[20:], fl[20:]).mean()) > 1e-6
     with pytest.raises(ValueError, match="MFLOPs"):
         Standardizer.fit(y, None, True)
+
+
+def test_pairwise_rank_loss_hand_worked():
+    """Ordered pairs with y_i > y_j contribute softplus(pred_j - pred_i); groups separate tasks."""
+    pred, y = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 0.0, 2.0])
+    sp = lambda v: math.log1p(math.exp(v))  # noqa: E731
+    # pairs (0 over 1): pred diff -1; (2 over 0): +2; (2 over 1): +1
+    assert float(pairwise_rank_loss(pred, y)) == pytest.approx((sp(1) + sp(-2) + sp(-1)) / 3, rel=1e-6)
+    assert float(pairwise_rank_loss(pred, y, torch.tensor([0, 0, 1]))) == pytest.approx(sp(1), rel=1e-6)
+    none = pairwise_rank_loss(pred.requires_grad_(), y, torch.tensor([0, 1, 2]))
+    assert float(none) == 0.0 and none.requires_grad
 
 
 def test_encoder_accepts_any_feature_dimension():
