@@ -66,11 +66,13 @@ def _collect_blocks(stmt, out: list) -> None:
             stack += (node.body, node.init)  # popped init first, then body
         elif kind is SBlockRealize:
             stack.append(node.block)
+        elif kind in _SINGLE_BODY:
+            stack.append(node.body)
         elif kind is tirx.SeqStmt:
-            stack.extend(reversed(list(node.seq)))
+            stack.extend(reversed(node.seq[:]))  # a slice reads the FFI array in one pass
         elif kind is tirx.IfThenElse:
             stack += (node.else_case, node.then_case)
-        elif node is not None and kind not in _LEAF_STMTS:  # For, LetStmt, AttrStmt, Allocate, ...
+        elif node is not None and kind not in _LEAF_STMTS:  # any other statement with a body
             body = getattr(node, "body", None)
             if isinstance(body, tirx.Stmt):
                 stack.append(body)
@@ -78,6 +80,8 @@ def _collect_blocks(stmt, out: list) -> None:
 
 #: statements without nested statements (skip the ``body`` lookup)
 _LEAF_STMTS = (tirx.BufferStore, tirx.Evaluate)
+#: statements whose one nested statement is ``body`` (the common loop-nest case, no type test)
+_SINGLE_BODY = frozenset({tirx.For, tirx.LetStmt, tirx.AttrStmt, tirx.DeclBuffer, tirx.While})
 
 
 def dataflow_edges(func: tirx.PrimFunc, num_nodes: int) -> np.ndarray:
@@ -95,12 +99,12 @@ def dataflow_edges(func: tirx.PrimFunc, num_nodes: int) -> np.ndarray:
         body = block.body
         if type(body) is tirx.BufferStore and type(body.value) in (tirx.IntImm, tirx.FloatImm):
             continue  # constant stores (init blocks) yield no feature row
-        writes = [r.source.name for r in block.writes]
+        writes = [r.source.name for r in block.writes[:]]
         if not writes:
             continue
         for name in writes:
             order.setdefault(name, len(order))
-        flows.append(([r.source.name for r in block.reads], writes))
+        flows.append(([r.source.name for r in block.reads[:]], writes))
     if len(order) != num_nodes:
         src = np.arange(max(num_nodes - 1, 0), dtype=np.int64)
         return np.stack([src, src + 1])
