@@ -162,6 +162,16 @@ def count_records(name: str) -> int:
         return sum(1 for line in f if line.strip())
 
 
+def parse_until(hhmm: str | None) -> dt.datetime | None:
+    """The next UTC time HH:MM (None if not given): the --until of the MetaSchedule scripts."""
+    if not hhmm:
+        return None
+    hh, mm = (int(x) for x in hhmm.split(":"))
+    now = dt.datetime.now(dt.timezone.utc)
+    t = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
+    return t if t > now else t + dt.timedelta(days=1)
+
+
 def tune_chunk(w: Workload, trials: int, seed: int, trials_per_iter: int, population: int) -> None:
     """Tune ``w`` for ``trials`` more measured candidates, appending to its database.
 
@@ -201,13 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [n for n in names if n not in BY_NAME]
     if unknown:
         raise SystemExit(f"unknown workload(s) {unknown}; known: {sorted(BY_NAME)}")
-    deadline = None
-    if args.until:
-        hh, mm = (int(x) for x in args.until.split(":"))
-        now = dt.datetime.now(dt.timezone.utc)
-        deadline = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
-        if deadline < now:
-            deadline += dt.timedelta(days=1)
+    deadline = parse_until(args.until)
     logging.getLogger("tvm.s_tir.meta_schedule").setLevel(logging.WARNING)
     counts = {n: count_records(n) for n in names}
     total = args.target * len(names)

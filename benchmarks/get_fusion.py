@@ -62,6 +62,12 @@ def classifier_hash(fusion: str) -> str:
     return hashlib.sha256(classifier.weights_path(fusion).read_bytes()).hexdigest()[:12]
 
 
+def _setup_b(seeds: range, splitters: tuple[str, ...]) -> list[tuple]:
+    """Set-up (b) at the paper's budget: LBDF and BRR 128 KB, 2000 plans, every algorithm."""
+    return [(net, fusion, 128, algo, 2000, seed, sp) for seed in seeds for fusion in ("lbdf", "brr")
+            for net in NETS_B for algo in ALGOS for sp in splitters]
+
+
 def tier_jobs(tier: int, seeds: range) -> list[tuple]:
     """(net, fusion, kb, algorithm, budget, seed, splitter) of one priority tier."""
     jobs = []
@@ -72,22 +78,14 @@ def tier_jobs(tier: int, seeds: range) -> list[tuple]:
             if seed == 0:  # the time-matched reference (GET-rg takes ~3x a random run): one seed
                 jobs.append(("efficientnet_b3", "lbdf", 256, "nsga2", 15000, seed, "random"))
     elif tier == 2:
-        for seed in seeds:
-            for fusion in ("lbdf", "brr"):
-                for net in NETS_B:
-                    for algo in ALGOS:
-                        jobs += [(net, fusion, 128, algo, 2000, seed, sp) for sp in ("random", "get-rg")]
+        jobs = _setup_b(seeds, ("random", "get-rg"))
     elif tier == 3:
         for seed in seeds:
             for net in NETS_A:
                 for algo in ALGOS if net != "efficientnet_b3" else ["rs", "ls"]:  # its NSGA-II is tier 1
                     jobs += [(net, "lbdf", 256, algo, 1000, seed, sp) for sp in ("random", "get-rg")]
     elif tier == 4:
-        for seed in seeds:
-            for fusion in ("lbdf", "brr"):
-                for net in NETS_B:
-                    for algo in ALGOS:
-                        jobs += [(net, fusion, 128, algo, 2000, seed, sp) for sp in ("get-gnne", "get-pg")]
+        jobs = _setup_b(seeds, ("get-gnne", "get-pg"))
     else:
         raise ValueError(f"unknown tier {tier}; tiers are 1..4")
     return jobs

@@ -50,7 +50,7 @@ from tvm.s_tir.meta_schedule.builder import BuilderInput  # noqa: E402
 from tvm.s_tir.meta_schedule.runner import RunnerInput  # noqa: E402
 from tvm.s_tir.schedule import Trace  # noqa: E402
 
-from collect_ms_records import BY_NAME, TARGET  # noqa: E402
+from collect_ms_records import BY_NAME, TARGET, parse_until  # noqa: E402
 from ms_cost_model import RESULTS, load_workloads  # noqa: E402
 from predictor import metaschedule as aiop  # noqa: E402
 from predictor.ms_build import make_builder, make_runner, skip_tensor_intrin_import  # noqa: E402
@@ -58,16 +58,6 @@ from predictor.ms_build import make_builder, make_runner, skip_tensor_intrin_imp
 HELD_OUT = ("r50_l3_3x3", "mv2_dw_14", "mv2_classifier", "effb0_head")
 RUNS = RESULTS / "ms_online_runs.jsonl"
 PRETRAINED = RESULTS / "ms_online_pretrained.pt"
-
-
-def parse_until(hhmm: str | None) -> dt.datetime | None:
-    """The next UTC time HH:MM (None if not given)."""
-    if not hhmm:
-        return None
-    hh, mm = (int(x) for x in hhmm.split(":"))
-    now = dt.datetime.now(dt.timezone.utc)
-    t = now.replace(hour=hh, minute=mm, second=0, microsecond=0)
-    return t if t > now else t + dt.timedelta(days=1)
 
 
 def pretrain_held_out(held_out: tuple[str, ...], epochs: int, seed: int) -> None:
