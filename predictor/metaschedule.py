@@ -122,9 +122,11 @@ def prim_func(mod) -> tirx.PrimFunc:
     return funcs[0]
 
 
-def encode(extractor: PerStoreFeature, context, candidates) -> list[Graph]:
-    """Graphs of ``candidates`` (same order). A candidate without stores gets one zero node."""
-    feats = extractor.extract_from(context, candidates)
+def encode(extractor: PerStoreFeature, context, candidates, features=None) -> list[Graph]:
+    """Graphs of ``candidates`` (same order). A candidate without stores gets one zero node.
+    ``features``: ``extractor``'s output for these candidates when the caller already has it
+    (extraction is most of the cost)."""
+    feats = extractor.extract_from(context, candidates) if features is None else features
     graphs = []
     for cand, f in zip(candidates, feats):
         x = f.numpy().astype(np.float32)

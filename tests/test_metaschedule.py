@@ -85,9 +85,13 @@ def test_dataflow_edges_hand_built():
     sch = Schedule(tvm.IRModule({"main": _matmul(relu=True)}))
     sch.cache_write(sch.get_sblock("C"), 0, "global")
     cand = ms.MeasureCandidate(sch, ArgInfo.from_prim_func(func))
-    ((x, edges),) = aiop.encode(aiop.PerStoreFeature(), ctx, [cand])
+    extractor = aiop.PerStoreFeature()
+    ((x, edges),) = aiop.encode(extractor, ctx, [cand])
     assert x.shape[0] == 3
     assert sorted(map(tuple, edges.T.tolist())) == [(0, 1), (1, 2)]
+    # features the caller already extracted give the same graph
+    ((x2, edges2),) = aiop.encode(extractor, ctx, [cand], extractor.extract_from(ctx, [cand]))
+    assert np.array_equal(x2, x) and np.array_equal(edges2, edges)
 
 
 def test_dataflow_edges_count_mismatch_falls_back_to_chain():
