@@ -54,7 +54,7 @@ NETS_A = ["efficientnet_b3", "resnet152", "deeplabv3plus_mobilenetv3"]
 NETS_B = ["mobilenet_v2", "vgg16", "resnet50", "resnet18", "squeezenet1_0"]
 ALGOS = ["rs", "ls", "nsga2"]
 PAPER = {("efficientnet_b3", "lbdf-256kb", "nsga2"): 20.8}  # % DRAM reduction from GET in the paper
-COST_LIB = hashlib.sha256(cost._LIB.read_bytes()).hexdigest()[:12]
+COST_LIB = hashlib.sha256(cost.COST_LIBRARY.read_bytes()).hexdigest()[:12]
 
 
 @functools.cache

@@ -35,10 +35,11 @@ from torch import nn
 from torch_geometric.nn import GraphConv, global_add_pool, global_max_pool
 from tvm import tirx
 from tvm.ir.utils import derived_object
-from tvm.s_tir import SBlock, SBlockRealize
 from tvm.s_tir.meta_schedule.cost_model import PyCostModel
 from tvm.s_tir.meta_schedule.feature_extractor import PerStoreFeature
 from tvm.s_tir.meta_schedule.utils import shash2hex
+
+from tvm_fusion.native import global_function
 
 from .model import pairwise_rank_loss
 
@@ -52,73 +53,44 @@ class CostModelError(ValueError):
 
 
 # ---------------------------------------------------------------------------------- graphs
-def _collect_blocks(stmt, out: list) -> None:
-    """Append the SBlocks under ``stmt`` in program order (pre-order: a block before the
-    blocks nested in it). TVM 0.27 has no Python TIR visitor, hence the explicit walk; it
-    dispatches on exact node types (``isinstance`` on TVM's ABC classes dominated the cost
-    of building a graph)."""
-    stack = [stmt]
-    while stack:
-        node = stack.pop()
-        kind = type(node)
-        if kind is SBlock:
-            out.append(node)
-            stack += (node.body, node.init)  # popped init first, then body
-        elif kind is SBlockRealize:
-            stack.append(node.block)
-        elif kind in _SINGLE_BODY:
-            stack.append(node.body)
-        elif kind is tirx.SeqStmt:
-            stack.extend(reversed(node.seq[:]))  # a slice reads the FFI array in one pass
-        elif kind is tirx.IfThenElse:
-            stack += (node.else_case, node.then_case)
-        elif node is not None and kind not in _LEAF_STMTS:  # any other statement with a body
-            body = getattr(node, "body", None)
-            if isinstance(body, tirx.Stmt):
-                stack.append(body)
+_dataflow_graphs = global_function("tvm_fusion_tir", "tvm_fusion.tir.dataflow_graphs")
 
 
-#: statements without nested statements (skip the ``body`` lookup)
-_LEAF_STMTS = (tirx.BufferStore, tirx.Evaluate)
-#: statements whose one nested statement is ``body`` (the common loop-nest case, no type test)
-_SINGLE_BODY = frozenset({tirx.For, tirx.LetStmt, tirx.AttrStmt, tirx.DeclBuffer, tirx.While})
+def dataflow_edges(mods, num_nodes) -> list[np.ndarray]:
+    """Producer -> consumer edges between the written buffers of each scheduled module
+    (``mods[i]`` holds one PrimFunc), as [2, m] int64 arrays.
 
-
-def dataflow_edges(func: tirx.PrimFunc, num_nodes: int) -> np.ndarray:
-    """Producer -> consumer edges between written buffers of ``func`` (a scheduled PrimFunc).
-
-    Node i is the i-th buffer (by name) written in program order, matching the row order of
-    PerStoreFeature. If the counts disagree (the feature extractor dropped or merged a
-    buffer), falls back to a chain 0 -> 1 -> ... so that a graph is always well formed.
+    Node i is the i-th buffer (by name) written in program order by a non-constant block,
+    matching the row order of PerStoreFeature; the walk is C++ (cpp/tir_dataflow.cc: from
+    Python it took more than the whole predict budget). Where the buffer count disagrees with
+    ``num_nodes[i]`` (the feature extractor dropped or merged a buffer), the graph falls back
+    to a chain 0 -> 1 -> ..., so that a graph is always well formed.
     """
-    blocks: list[SBlock] = []
-    _collect_blocks(func.body, blocks)
-    order: dict[str, int] = {}
-    flows: list[tuple[list[str], list[str]]] = []
-    for block in blocks:
-        body = block.body
-        if type(body) is tirx.BufferStore and type(body.value) in (tirx.IntImm, tirx.FloatImm):
-            continue  # constant stores (init blocks) yield no feature row
-        writes = [r.source.name for r in block.writes[:]]
-        if not writes:
-            continue
-        for name in writes:
-            order.setdefault(name, len(order))
-        flows.append(([r.source.name for r in block.reads[:]], writes))
-    if len(order) != num_nodes:
-        src = np.arange(max(num_nodes - 1, 0), dtype=np.int64)
-        return np.stack([src, src + 1])
-    edges = {
-        (order[r], order[w]) for reads, writes in flows for r in reads if r in order for w in writes if order[r] != order[w]
-    }
-    return np.array(sorted(edges), dtype=np.int64).reshape(-1, 2).T.copy()
+    mods = list(mods)
+    if len(mods) != len(num_nodes):
+        raise CostModelError(f"dataflow_edges: {len(mods)} modules but {len(num_nodes)} node counts")
+    try:
+        flat = np.asarray(_dataflow_graphs(mods), dtype=np.int64)
+    except ValueError as err:
+        raise CostModelError(str(err)) from None
+    edges, at = [], 0
+    for n in num_nodes:
+        buffers, m = int(flat[at]), int(flat[at + 1])
+        pairs = flat[at + 2 : at + 2 + 2 * m]
+        at += 2 + 2 * m
+        if buffers != n:
+            src = np.arange(max(n - 1, 0), dtype=np.int64)
+            edges.append(np.stack([src, src + 1]))
+        else:
+            edges.append(pairs.reshape(-1, 2).T.copy())
+    return edges
 
 
 def prim_func(mod) -> tirx.PrimFunc:
     """The (single) PrimFunc of a tuning task's module."""
     funcs = [f for _, f in mod.functions_items() if isinstance(f, tirx.PrimFunc)]
     if len(funcs) != 1:
-        raise CostModelError(f"expected one PrimFunc per tuning candidate, got {len(funcs)}")
+        raise CostModelError(f"expected one PrimFunc per tuning task, got {len(funcs)}")
     return funcs[0]
 
 
@@ -127,13 +99,12 @@ def encode(extractor: PerStoreFeature, context, candidates, features=None) -> li
     ``features``: ``extractor``'s output for these candidates when the caller already has it
     (extraction is most of the cost)."""
     feats = extractor.extract_from(context, candidates) if features is None else features
-    graphs = []
-    for cand, f in zip(candidates, feats):
-        x = f.numpy().astype(np.float32)
-        if x.shape[0] == 0:
-            graphs.append((np.zeros((1, extractor.feature_vector_length), np.float32), np.zeros((2, 0), np.int64)))
-            continue
-        graphs.append((x, dataflow_edges(prim_func(cand.sch.mod), x.shape[0])))
+    xs = [f.numpy().astype(np.float32) for f in feats]
+    stored = [i for i, x in enumerate(xs) if x.shape[0]]
+    edges = dataflow_edges([candidates[i].sch.mod for i in stored], [xs[i].shape[0] for i in stored])
+    graphs: list[Graph] = [(np.zeros((1, extractor.feature_vector_length), np.float32), np.zeros((2, 0), np.int64))] * len(xs)
+    for i, e in zip(stored, edges):
+        graphs[i] = (xs[i], e)
     return graphs
 
 

@@ -95,8 +95,16 @@ def test_dataflow_edges_hand_built():
 
 
 def test_dataflow_edges_count_mismatch_falls_back_to_chain():
-    func = _matmul(relu=True)
-    assert aiop.dataflow_edges(func, 4).tolist() == [[0, 1, 2], [1, 2, 3]]
+    mod = tvm.IRModule({"main": _matmul(relu=True)})  # 2 written buffers: C -> D
+    same, more = aiop.dataflow_edges([mod, mod], [2, 4])
+    assert same.tolist() == [[0], [1]]
+    assert more.tolist() == [[0, 1, 2], [1, 2, 3]]
+
+
+def test_dataflow_edges_rejects_a_module_without_one_prim_func():
+    mod = tvm.IRModule({"a": _matmul(), "b": _matmul(relu=True)})
+    with pytest.raises(aiop.CostModelError, match="module 0 holds 2 PrimFuncs"):
+        aiop.dataflow_edges([mod], [1])
 
 
 def test_predict_order_and_save_load_round_trip(tmp_path, seed):

@@ -11,23 +11,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from itertools import chain
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import tvm_ffi
 
 from .graph import GLOBAL, OpGraph
 from .hardware import Accelerator, FusionType
+from .native import LIB_DIR, global_function
 
-_LIB = Path(__file__).resolve().parent / "lib" / "libtvm_fusion_cost.so"
-if not _LIB.exists():
-    raise ImportError(f"tvm_fusion.cost: the C++ cost model {_LIB} is not built; run "
-                      "`pip install -e . --no-build-isolation --no-deps` in the repository root "
-                      "(needs cmake>=3.18 and a C++17 compiler)")
-# Loading the library runs its static initialisers, which register `tvm_fusion.cost.*`.
-_MODULE = tvm_ffi.load_module(str(_LIB))
-_make_evaluator = tvm_ffi.get_global_func("tvm_fusion.cost.make_evaluator")
+#: the cost model's binary (its hash keys the fusion benchmarks' cached results)
+COST_LIBRARY = LIB_DIR / "libtvm_fusion_cost.so"
+_make_evaluator = global_function("tvm_fusion_cost", "tvm_fusion.cost.make_evaluator")
 _FUSION_CODE = {FusionType.LBDF: 0, FusionType.BRR: 1}
 #: GLOBAL ops that accumulate their input row by row: they wait for the whole input (lag
 #: +1) but hold only one input row (docs/cost_model.md, "Rows held on chip").
