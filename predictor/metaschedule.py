@@ -8,15 +8,10 @@ Each measure candidate becomes a small graph:
 * edges = producer -> consumer data flow: buffer A -> buffer B when a block that writes B
   reads A (from the blocks' read/write regions of the scheduled TIR).
 
-A GraphConv GNN (sum aggregation, as the AIO-P k-GNN encoder) pools the node embeddings
+AIO-P's k-GNN encoder (``predictor.model.GraphEncoder``, GraphConv with sum aggregation) pools the node embeddings
 into one score = predicted normalised throughput (min cost / cost of the workload, the same
 target as MetaSchedule's XGBModel). It is pre-trained on records of other workloads
 (:func:`train`) and fine-tuned online in :meth:`AIOPCostModel.update`.
-
-NOTE: :class:`StoreGNN` is not (yet) predictor/model.py's ``GraphEncoder``: it keeps the
-data-flow direction, has an input projection of standardised features, residual layers and
-sum + max pooling, where GraphEncoder is undirected and mean-pooled. Folding it in needs
-those options in GraphEncoder and a re-trained checkpoint (left to do).
 
 Usage::
 
@@ -32,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch_geometric.nn import GraphConv, global_add_pool, global_max_pool
 from tvm import tirx
 from tvm.ir.utils import derived_object
 from tvm.s_tir.meta_schedule.cost_model import PyCostModel
@@ -41,7 +35,7 @@ from tvm.s_tir.meta_schedule.utils import shash2hex
 
 from tvm_fusion.native import global_function
 
-from .model import pairwise_rank_loss
+from .model import GraphEncoder, mlp, pairwise_rank_loss
 
 #: a candidate graph: (node features [n, FEATURE_DIM] float32, edges [2, m] int64)
 Graph = tuple[np.ndarray, np.ndarray]
@@ -129,23 +123,20 @@ class GNNConfig:
 
 
 class StoreGNN(nn.Module):
-    """GraphConv encoder over store nodes, sum + max pooling, MLP head -> one score."""
+    """Standardised store features -> :class:`~predictor.model.GraphEncoder` (directed data
+    flow, input projection, residual layers, sum + max pooling) -> MLP head -> one score."""
 
     def __init__(self, cfg: GNNConfig):
         super().__init__()
         self.cfg = cfg
-        self.inp = nn.Linear(cfg.in_dim, cfg.hidden)
-        self.convs = nn.ModuleList(GraphConv(cfg.hidden, cfg.hidden, aggr="add") for _ in range(cfg.layers))
-        self.head = nn.Sequential(nn.Linear(2 * cfg.hidden, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1))
+        self.encoder = GraphEncoder(cfg.in_dim, cfg.hidden, cfg.layers, undirected=False, input_projection=True,
+                                    residual=True, pooling="sum_max")
+        self.head = mlp(self.encoder.out_dim, 1, width=cfg.hidden)
         self.register_buffer("mean", torch.zeros(cfg.in_dim))
         self.register_buffer("std", torch.ones(cfg.in_dim))
 
     def forward(self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
-        h = torch.relu(self.inp((x - self.mean) / self.std))
-        for conv in self.convs:
-            h = h + torch.relu(conv(h, edge_index))
-        pooled = torch.cat([global_add_pool(h, batch, num_graphs), global_max_pool(h, batch, num_graphs)], dim=1)
-        return self.head(pooled).squeeze(1)
+        return self.head(self.encoder((x - self.mean) / self.std, edge_index, batch, num_graphs)).squeeze(1)
 
     def set_normalisation(self, graphs: list[Graph]) -> None:
         """Standardise node features with statistics of ``graphs`` (pre-training data)."""
@@ -263,10 +254,7 @@ class AIOPCostModel(PyCostModel):
 
     def load(self, path: str) -> None:
         """Load weights + config saved by :meth:`save` (online data is not kept)."""
-        state = _read_state(path)
-        self.model = StoreGNN(GNNConfig(**state["config"]))
-        self.model.load_state_dict(state["weights"])
-        self.model.eval()
+        self.model = _read_model(path)
         self.data = {}
 
     def save(self, path: str) -> None:
@@ -303,22 +291,29 @@ def _mean_cost(result) -> float:
     return float(np.median(secs)) if all(math.isfinite(s) for s in secs) else FAILED_COST
 
 
-def _read_state(path: str | Path) -> dict:
-    """The saved dict at ``path``; CostModelError if missing or not an AIO-P model."""
+def _read_model(path: str | Path) -> StoreGNN:
+    """The StoreGNN saved at ``path`` (eval mode); CostModelError if the file is missing, is not
+    an AIO-P model, or holds weights of another StoreGNN layout."""
     p = Path(path)
     if not p.is_file():
         raise CostModelError(f"AIOPCostModel.load: no model file {p}; train one with benchmarks/ms_cost_model.py --save")
     state = torch.load(p, map_location="cpu", weights_only=True)
     if not isinstance(state, dict) or "config" not in state or "weights" not in state:
         raise CostModelError(f"AIOPCostModel.load: {p} is not an AIO-P MetaSchedule model (keys config/weights missing)")
-    return state
+    model = StoreGNN(GNNConfig(**state["config"]))
+    try:
+        model.load_state_dict(state["weights"])
+    except RuntimeError as err:
+        raise CostModelError(f"AIOPCostModel.load: the weights in {p} do not fit this version's StoreGNN "
+                             f"({str(err).splitlines()[0]}); re-train with benchmarks/ms_cost_model.py --save") from None
+    return model.eval()
 
 
 def load_cost_model(path: str | Path, **kwargs) -> AIOPCostModel:
     """An :class:`AIOPCostModel` with the weights saved at ``path`` (kwargs: fine-tuning
     options of the constructor). Use this rather than ``AIOPCostModel().load``: errors
     raised inside ``load`` reach Python through TVM's FFI as a plain RuntimeError."""
-    _read_state(path)
+    _read_model(path)
     model = AIOPCostModel(**kwargs)
     model.load(str(path))
     return model

@@ -22,33 +22,54 @@ from torch import nn
 
 
 class GraphEncoder(nn.Module):
-    """k-GNN encoder: ``layers`` x (GraphConv -> ReLU), then mean pooling over each graph's nodes.
+    """k-GNN encoder: ``layers`` x (GraphConv -> ReLU), then pooling over each graph's nodes.
 
-    ``h_i' = W1 h_i + W2 sum_{j in N(i)} h_j`` (Morris et al., 1-GNN); edges are used in both
-    directions so information flows up- and downstream of an op.
+    ``h_i' = W1 h_i + W2 sum_{j in N(i)} h_j`` (Morris et al., 1-GNN). The defaults are AIO-P's
+    encoder: edges used in both directions (information flows up- and downstream of an op),
+    mean pooling. The MetaSchedule cost model uses the options: ``undirected=False`` (messages
+    follow data flow only), ``input_projection`` (a Linear + ReLU to ``hidden`` first, for
+    wide raw features), ``residual`` (``h + ReLU(conv(h))``) and ``pooling="sum_max"`` (sum and
+    max pooled side by side: a schedule's cost adds up over its stores, but one slow store can
+    dominate).
     """
 
-    def __init__(self, in_dim: int, hidden: int = 64, layers: int = 4):
+    POOLINGS = ("mean", "sum_max")
+
+    def __init__(self, in_dim: int, hidden: int = 64, layers: int = 4, *, undirected: bool = True,
+                 input_projection: bool = False, residual: bool = False, pooling: str = "mean"):
         super().__init__()
         from torch_geometric.nn import GraphConv
 
+        if pooling not in self.POOLINGS:
+            raise ValueError(f"GraphEncoder: pooling must be one of {self.POOLINGS}, got {pooling!r}")
+        if residual and not input_projection and in_dim != hidden:
+            raise ValueError(f"GraphEncoder: residual layers need in_dim == hidden ({in_dim} != {hidden}) or an input projection")
         self.in_dim, self.hidden = in_dim, hidden
-        dims = [in_dim] + [hidden] * layers
+        self.undirected, self.residual, self.pooling = undirected, residual, pooling
+        self.inp = nn.Linear(in_dim, hidden) if input_projection else None
+        dims = [hidden if input_projection else in_dim] + [hidden] * layers
         self.convs = nn.ModuleList(GraphConv(a, b, aggr="add") for a, b in zip(dims[:-1], dims[1:]))
 
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor | None = None) -> torch.Tensor:
-        from torch_geometric.nn import global_mean_pool
+    @property
+    def out_dim(self) -> int:
+        return 2 * self.hidden if self.pooling == "sum_max" else self.hidden
+
+    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, batch: torch.Tensor | None = None,
+                num_graphs: int | None = None) -> torch.Tensor:
+        from torch_geometric.nn import global_add_pool, global_max_pool, global_mean_pool
         from torch_geometric.utils import to_undirected
 
         if x.shape[-1] != self.in_dim:
             raise ValueError(f"GraphEncoder expects {self.in_dim} node features, got {x.shape[-1]}")
-        ei = to_undirected(edge_index, num_nodes=x.shape[0])
-        h = x
+        ei = to_undirected(edge_index, num_nodes=x.shape[0]) if self.undirected else edge_index
+        h = x if self.inp is None else torch.relu(self.inp(x))
         for conv in self.convs:
-            h = torch.relu(conv(h, ei))
+            h = h + torch.relu(conv(h, ei)) if self.residual else torch.relu(conv(h, ei))
         if batch is None:
             batch = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-        return global_mean_pool(h, batch)
+        if self.pooling == "sum_max":
+            return torch.cat([global_add_pool(h, batch, num_graphs), global_max_pool(h, batch, num_graphs)], dim=1)
+        return global_mean_pool(h, batch, num_graphs)
 
 
 def mlp(hidden: int, out: int = 1, width: int | None = None) -> nn.Sequential:

@@ -130,6 +130,12 @@ def test_load_errors(tmp_path):
     torch.save({"something": 1}, tmp_path / "bad.pt")
     with pytest.raises(aiop.CostModelError, match="not an AIO-P"):
         aiop.load_cost_model(tmp_path / "bad.pt")
+    # weights of another layout (here: a missing layer) name the file
+    weights = aiop.StoreGNN(aiop.GNNConfig()).state_dict()
+    weights.pop("head.0.weight")
+    torch.save({"config": {"in_dim": 164, "hidden": 64, "layers": 3}, "weights": weights}, tmp_path / "old.pt")
+    with pytest.raises(aiop.CostModelError, match="old.pt do not fit"):
+        aiop.load_cost_model(tmp_path / "old.pt")
 
 
 def test_train_learns_ranking(seed):

@@ -147,6 +147,30 @@ def test_encoder_accepts_any_feature_dimension():
         enc(torch.randn(4, 6), torch.tensor([[0], [1]]))
 
 
+def test_encoder_options_hand_worked():
+    """Directed residual sum+max encoder on a 3-node chain 0 -> 1 -> 2, with every weight set by hand:
+    input projection = identity, GraphConv h_i' = h_i + sum over in-neighbours j of 2 h_j."""
+    enc = GraphEncoder(2, hidden=2, layers=1, undirected=False, input_projection=True, residual=True, pooling="sum_max")
+    with torch.no_grad():
+        enc.inp.weight.copy_(torch.eye(2)), enc.inp.bias.zero_()
+        conv = enc.convs[0]
+        conv.lin_root.weight.copy_(torch.eye(2)), conv.lin_rel.weight.copy_(2 * torch.eye(2)), conv.lin_rel.bias.zero_()
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    chain_edges = torch.tensor([[0, 1], [1, 2]])
+    # conv: node0 (no in-edge) [1,0]; node1 [0,1]+2[1,0] = [2,1]; node2 [1,1]+2[0,1] = [1,3]; residual adds x
+    h = torch.tensor([[2.0, 0.0], [2.0, 2.0], [2.0, 4.0]])
+    out = enc(x, chain_edges)
+    assert enc.out_dim == 4 and torch.allclose(out, torch.cat([h.sum(0), h.max(0).values]).unsqueeze(0))
+    # undirected, the same edges also carry messages downstream -> a different embedding
+    both = GraphEncoder(2, hidden=2, layers=1, undirected=True, input_projection=True, residual=True, pooling="sum_max")
+    both.load_state_dict(enc.state_dict())
+    assert not torch.allclose(both(x, chain_edges), out)
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        GraphEncoder(2, pooling="attention")
+    with pytest.raises(ValueError, match="residual layers need"):
+        GraphEncoder(3, hidden=2, residual=True)
+
+
 def _synthetic(n, seed):
     """Random chain graphs; label = a noisy function of structure (shared by two 'families')."""
     rnd = random.Random(seed)
