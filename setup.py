@@ -1,4 +1,4 @@
-"""Builds the C++ cost model (cpp/) with CMake against apache-tvm-ffi.
+"""Builds the C++ libraries (cpp/: fusion cost model, TIR data-flow graphs) with CMake against apache-tvm-ffi.
 
 There is no Python fallback: if CMake or the compiler fails, installation fails.
 """
