@@ -112,6 +112,13 @@ def job_key(net, fusion, kb, algo, budget, seed, sp) -> str:
     return f"{net} {fusion}-{kb}kb {algo} budget{budget} seed{seed} {sp} {job_tag(fusion, sp)}"
 
 
+def current_rows(path: Path) -> dict:
+    """The rows saved at ``path`` whose cost model and classifier are the current ones: rows of
+    an older build are dropped (and not written back), never mixed into the means."""
+    rows = json.loads(path.read_text()) if path.exists() else {}
+    return {k: r for k, r in rows.items() if "tag" in r and r["tag"] == job_tag(r["setup"].split("-")[0], r["splitter"])}
+
+
 _GET: dict[str, GETSplitter] = {}
 
 
@@ -148,9 +155,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     out_json = RESULTS / "get_fusion.json"
-    rows = json.loads(out_json.read_text()) if out_json.exists() else {}
-    # rows of an older cost model or classifier are dropped, not mixed into the means
-    rows = {k: r for k, r in rows.items() if "tag" in r and r["tag"] == job_tag(r["setup"].split("-")[0], r["splitter"])}
+    rows = current_rows(out_json)
     planned = {job_key(*job) for tier in (1, 2, 3, 4) for job in tier_jobs(tier, range(args.seeds))}
     todo = [(job_key(*job), tier, job) for tier in (int(t) for t in args.tiers.split(",") if t)
             for job in tier_jobs(tier, range(args.seeds))]
@@ -178,8 +183,7 @@ def main() -> None:
             bar.write(f"{label}: {r['dram_bytes'] / MB:.3f} MB, {r['seconds']:.1f} s"
                       + (f", rectify {r['rectify_rate']:.2f}" if "rectify_rate" in r else ""))
             RESULTS.mkdir(exist_ok=True)
-            on_disk = json.loads(out_json.read_text()) if out_json.exists() else {}  # another run's rows
-            rows = {**on_disk, **rows}
+            rows = {**current_rows(out_json), **rows}  # plus rows another invocation wrote meanwhile
             out_json.write_text(json.dumps(rows, indent=1))  # after every run: resumable
     write_table(rows, RESULTS / "get_fusion.md", n_planned=len(planned))
 
