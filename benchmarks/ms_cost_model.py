@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workloads", nargs="*", default=None, help="subset of workloads (default: all in ms_records/)")
     ap.add_argument("--min-test", type=int, default=10, help="skip a k for a workload leaving fewer test records")
     ap.add_argument("--epochs", type=int, default=30, help="AIO-P pre-training epochs")
-    ap.add_argument("--finetune-epochs", type=int, default=20)
+    ap.add_argument("--finetune-epochs", type=int, default=aiop.FINETUNE_EPOCHS)
     ap.add_argument("--no-mlp", action="store_true", help="skip MetaSchedule's MLPModel baseline")
     ap.add_argument("--save", default=None, help="also pre-train on all workloads and save the model here")
     ap.add_argument("--seed", type=int, default=0)
@@ -300,7 +300,7 @@ def main(argv: list[str] | None = None) -> None:
                 gnn = aiop.StoreGNN(aiop.GNNConfig())
                 gnn.load_state_dict(base.state_dict())
                 if k:
-                    aiop.train(gnn, [([gs[i] for i in tr], held.costs[tr])], epochs=args.finetune_epochs, lr=3e-4, seed=args.seed)
+                    aiop.train(gnn, [([gs[i] for i in tr], held.costs[tr])], epochs=args.finetune_epochs, lr=aiop.FINETUNE_LR, seed=args.seed)
                 row[name] = metrics(aiop.score(gnn, [gs[i] for i in te]), test_c)
             test_cands = [held.candidates[i] for i in te]
             if k:

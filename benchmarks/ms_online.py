@@ -83,6 +83,12 @@ def records_in_order(record_file: Path) -> list[tuple[list, float]]:
     return out
 
 
+def model_recipe(model: str) -> list | None:
+    """What a run's result depends on besides its settings: AIO-P's online fine-tuning recipe
+    (runs made with another one are stale and rerun; XGBModel's runs never go stale)."""
+    return [aiop.FINETUNE_EPOCHS, aiop.FINETUNE_LR] if model == "aiop" else None
+
+
 def tune(name: str, model: str, trials: int, seed: int, args) -> dict:
     """One tuning run; its best record within each budget of --budgets (<= trials)."""
     func = BY_NAME[name].prim_func()
@@ -107,7 +113,8 @@ def tune(name: str, model: str, trials: int, seed: int, args) -> dict:
         seconds = time.perf_counter() - t0
         records = records_in_order(Path(work_dir) / "rec.json")
     costs = np.array([c for _, c in records])
-    row = {"workload": name, "model": model, "trials": trials, "seed": seed, "measured": len(records), "tune_seconds": seconds}
+    row = {"workload": name, "model": model, "trials": trials, "seed": seed, "measured": len(records), "tune_seconds": seconds,
+           "recipe": model_recipe(model)}
     row["best"] = {}
     for budget in (b for b in args.budgets if b <= trials):
         if len(costs[:budget]) and costs[:budget].min() < aiop.FAILED_COST:
@@ -207,7 +214,8 @@ def write_tables(rows: list[dict], secs: dict, args, argv: list[str]) -> None:
         "",
         f"Command: `nice -n 5 python benchmarks/ms_online.py {' '.join(argv)}`. Target {json.dumps(TARGET)};",
         f"EvolutionarySearch(population {args.population}, genetic iters {args.genetic_iters}), {args.trials_per_iter} trials per iteration;",
-        "AIO-P pre-trained without these workloads (results/ms_online_pretrained.json). Best latency in ms, mean ± std over",
+        "AIO-P pre-trained without these workloads (results/ms_online_pretrained.json), fine-tuned in update() for"
+        f" {aiop.FINETUNE_EPOCHS} epochs at lr {aiop.FINETUNE_LR:g} (ms_finetune_validation.md). Best latency in ms, mean ± std over",
         f"seeds. Re-measured: the best schedule of each run rebuilt and run {args.repeats} times (same runner settings,",
         "interleaved over all runs); min and median of those runs per schedule, then mean over seeds.",
         "",
@@ -275,6 +283,8 @@ def main(argv: list[str] | None = None) -> None:
 
     runs_file = args.runs_file
     rows = [json.loads(line) for line in runs_file.read_text().splitlines() if line.strip()] if runs_file.is_file() else []
+    # AIO-P runs of an earlier fine-tuning recipe (before the recipe was recorded: 20 epochs, lr 3e-4) are stale
+    rows = [r for r in rows if r.get("recipe", [20, 3e-4] if r["model"] == "aiop" else None) == model_recipe(r["model"])]
     done = {(r["workload"], r["model"], r["trials"], r["seed"]) for r in rows}
     todo = [(n, m, args.trials, s) for s in args.seeds for n in args.workloads for m in args.models if (n, m, args.trials, s) not in done]
     deadline = parse_until(args.until)
