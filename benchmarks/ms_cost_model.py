@@ -189,6 +189,7 @@ def write_results(out: dict) -> None:
     """ms_cost_model.json and the md table rendered from it."""
     summary, rows, skipped, timing = out["summary"], out["rows"], out["skipped"], out["timing"]
     models = [m for m in MODELS if any(m in r for r in rows)]
+    n_held = {k: sum(1 for r in rows if str(r["k"]) == str(k)) for k in summary}  # json keys k as str
     lines = [
         f"# AIO-P vs MetaSchedule cost models (leave-one-workload-out, {len(out['workloads'])} workloads, {out['records_total']} records)",
         "",
@@ -199,13 +200,11 @@ def write_results(out: dict) -> None:
         "|---|---|---|---|---|---|",
     ]
     for k, per in summary.items():
-        n_wl = sum(1 for r in rows if str(r["k"]) == str(k))
         for m in models:
-            lines.append(f"| {k} | {n_wl} | {m} | {per[m]['srcc']:.3f} | {per[m]['top1']:.3f} | {per[m]['top5']:.3f} |")
+            lines.append(f"| {k} | {n_held[k]} | {m} | {per[m]['srcc']:.3f} | {per[m]['top1']:.3f} | {per[m]['top5']:.3f} |")
     lines.append("")
     for k, per in summary.items():
-        n_wl = sum(1 for r in rows if str(r["k"]) == str(k))
-        wins = ", ".join(f"{b} {n}/{n_wl}" for b, n in per["aiop_srcc_wins"].items())
+        wins = ", ".join(f"{b} {n}/{n_held[k]}" for b, n in per["aiop_srcc_wins"].items())
         lines.append(f"- k={k}: AIO-P SRCC higher than {wins} held-out workloads.")
         if skipped[k]:
             lines.append(f"- k={k}: skipped (fewer than {out['args']['min_test']} test records left): {', '.join(skipped[k])}.")

@@ -283,8 +283,8 @@ def main(argv: list[str] | None = None) -> None:
 
     runs_file = args.runs_file
     rows = [json.loads(line) for line in runs_file.read_text().splitlines() if line.strip()] if runs_file.is_file() else []
-    # AIO-P runs of an earlier fine-tuning recipe (before the recipe was recorded: 20 epochs, lr 3e-4) are stale
-    rows = [r for r in rows if r.get("recipe", [20, 3e-4] if r["model"] == "aiop" else None) == model_recipe(r["model"])]
+    # AIO-P runs of another fine-tuning recipe (or of one recorded before recipes were) are stale
+    rows = [r for r in rows if r.get("recipe") == model_recipe(r["model"])]
     done = {(r["workload"], r["model"], r["trials"], r["seed"]) for r in rows}
     todo = [(n, m, args.trials, s) for s in args.seeds for n in args.workloads for m in args.models if (n, m, args.trials, s) not in done]
     deadline = parse_until(args.until)

@@ -123,10 +123,10 @@ class TirReflection {
   }
 
   int32_t stmt_, block_, block_realize_, seq_, if_then_else_, buffer_store_, evaluate_, prim_func_;
-  int32_t int_imm_, float_imm_;
+  int32_t int_imm_, float_imm_, tensor_region_, var_;
   const TVMFFIFieldInfo *block_body_, *block_init_, *block_reads_, *block_writes_;
   const TVMFFIFieldInfo *realize_block_, *seq_seq_, *then_case_, *else_case_, *store_value_;
-  const TVMFFIFieldInfo *module_functions_, *func_body_;
+  const TVMFFIFieldInfo *module_functions_, *func_body_, *region_source_, *var_name_;
 
  private:
   TirReflection() {
@@ -150,6 +150,10 @@ class TirReflection {
     else_case_ = RequireField(if_then_else_, "else_case");
     store_value_ = RequireField(buffer_store_, "value");
     module_functions_ = RequireField(Require("ir.IRModule"), "functions");
+    tensor_region_ = Require("ir.TensorRegion");
+    var_ = Require("ir.Var");
+    region_source_ = RequireField(tensor_region_, "source");
+    var_name_ = RequireField(var_, "name");
     func_body_ = RequireField(prim_func_, "body");
   }
 
@@ -180,19 +184,19 @@ struct Flow {
   std::vector<std::string> reads, writes;
 };
 
-/*! \brief Names of the buffers in an Array of buffer regions (each has a `source` buffer). */
-std::vector<std::string> RegionBufferNames(const Any& regions) {
+/*! \brief Names of the buffers in an Array of buffer regions (each a TensorRegion whose `source`
+ *         is the buffer, an ir.Var). */
+std::vector<std::string> RegionBufferNames(const TirReflection& tir, const Any& regions) {
   std::vector<std::string> names;
   const ArrayObj* array = regions.as<ArrayObj>();
   if (array == nullptr) return names;
   for (const Any& region : *array) {
     const Object* obj = region.as<Object>();
-    const TVMFFIFieldInfo* source = FindField(obj->type_index(), "source");
-    if (source == nullptr) continue;
-    Any buffer = Get(obj, source);
+    if (obj == nullptr || !DerivesFrom(obj->type_index(), tir.tensor_region_)) continue;
+    Any buffer = Get(obj, tir.region_source_);
     const Object* buf = buffer.as<Object>();
-    const TVMFFIFieldInfo* name = buf == nullptr ? nullptr : FindField(buf->type_index(), "name");
-    if (name != nullptr) names.push_back(std::string(Get(buf, name).cast<String>()));
+    if (buf == nullptr || !DerivesFrom(buf->type_index(), tir.var_)) continue;
+    names.push_back(std::string(Get(buf, tir.var_name_).cast<String>()));
   }
   return names;
 }
@@ -216,7 +220,8 @@ void CollectFlows(const TirReflection& tir, Any root, std::vector<Flow>* flows) 
           constant_store = value_type == tir.int_imm_ || value_type == tir.float_imm_;
         }
         if (!constant_store) {  // constant stores (init blocks) yield no feature row
-          Flow flow{RegionBufferNames(Get(node, tir.block_reads_)), RegionBufferNames(Get(node, tir.block_writes_))};
+          Flow flow{RegionBufferNames(tir, Get(node, tir.block_reads_)),
+                    RegionBufferNames(tir, Get(node, tir.block_writes_))};
           if (!flow.writes.empty()) flows->push_back(std::move(flow));
         }
         stack.push_back(std::move(body));

@@ -318,9 +318,8 @@ def load_cost_model(path: str | Path, **kwargs) -> AIOPCostModel:
     """An :class:`AIOPCostModel` with the weights saved at ``path`` (kwargs: fine-tuning
     options of the constructor). Use this rather than ``AIOPCostModel().load``: errors
     raised inside ``load`` reach Python through TVM's FFI as a plain RuntimeError."""
-    _read_model(path)
     model = AIOPCostModel(**kwargs)
-    model.load(str(path))
+    model.model = _read_model(path)
     return model
 
 

@@ -17,10 +17,10 @@ import numpy as np
 
 from .graph import GLOBAL, OpGraph
 from .hardware import Accelerator, FusionType
-from .native import LIB_DIR, global_function
+from .native import global_function, library_path
 
 #: the cost model's binary (its hash keys the fusion benchmarks' cached results)
-COST_LIBRARY = LIB_DIR / "libtvm_fusion_cost.so"
+COST_LIBRARY = library_path("tvm_fusion_cost")
 _make_evaluator = global_function("tvm_fusion_cost", "tvm_fusion.cost.make_evaluator")
 _FUSION_CODE = {FusionType.LBDF: 0, FusionType.BRR: 1}
 #: GLOBAL ops that accumulate their input row by row: they wait for the whole input (lag
