@@ -9,8 +9,8 @@ RS/LS/NSGA-II: mean ± sample std over seeds 0..2 (DRAM MB, 1 MB = 2^20 B); ever
 fresh CostModel so its time includes its own cost evaluations. best/LB = the best plan of
 any method over the compulsory-traffic lower bound. Rows are appended to
 benchmarks/results/fusion_search.json as they finish; rows already there are skipped
-(delete the file or pass --redo to recompute; rows computed with another build of the C++
-cost model are recomputed and replace the old ones). --quick: one seed, budget 200.
+(delete the file or pass --redo to recompute; rows computed with another version of the C++
+cost model (cpp/cost_model.cc) are recomputed and replace the old ones). --quick: one seed, budget 200.
 --dp-zoo times the interval DP alone on every zoo network (LBDF and BRR, 128KB and 256KB)
 and writes benchmarks/results/fusion_search.dp.json/.md.
 
@@ -21,7 +21,6 @@ and writes benchmarks/results/fusion_search.dp.json/.md.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
@@ -31,10 +30,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tvm_fusion import cost, zoo
-from tvm_fusion.cost import CostModel
-from tvm_fusion.hardware import Accelerator, parse_size
-from tvm_fusion.search import search
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tvm_fusion import cost, zoo  # noqa: E402
+from tvm_fusion.cost import CostModel  # noqa: E402
+from tvm_fusion.hardware import Accelerator, parse_size  # noqa: E402
+from tvm_fusion.search import search  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TABLES = {
@@ -46,8 +47,8 @@ STOCHASTIC = (("rs", "RS"), ("ls", "LS"), ("nsga2", "NSGA-II"))
 MB = 2**20
 
 
-#: Rows are keyed by the cost-model library too, so a rebuilt cost model recomputes them.
-COST_LIB = hashlib.sha256(cost._LIB.read_bytes()).hexdigest()[:12]
+#: Rows are keyed by the cost-model version too, so a changed cost model recomputes them.
+COST_LIB = cost.cost_model_version()
 
 
 def row_key(table, net, fusion, buffer, budget, seeds) -> str:
@@ -103,7 +104,7 @@ def save(rows: list[dict], path: Path) -> None:
     os.replace(tmp, path)
     md = path.with_suffix(".md")
     md.write_text("# Fusion search benchmark (random splitter)\n\nDRAM traffic in MB (2^20 B); RS/LS/NSGA-II "
-                  "mean ± sample std over the listed seeds; times are per run. Cost-model build "
+                  "mean ± sample std over the listed seeds; times are per run. Cost-model source "
                   f"{COST_LIB}. Produced by `benchmarks/fusion_search.py`.\n\n"
                   + markdown(rows))
 
@@ -162,7 +163,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         row = run_row(*spec)
         row["wall_seconds"] = time.perf_counter() - t0
-        stale = key.rsplit("|", 1)[0]  # same row with another cost-model build
+        stale = key.rsplit("|", 1)[0]  # same row with another cost-model version
         rows = [r for r in rows if r["key"].rsplit("|", 1)[0] != stale] + [row]
         save(rows, args.output)
         tqdm.write(markdown([row]).splitlines()[-1])

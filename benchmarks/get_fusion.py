@@ -16,7 +16,7 @@ wall-clock time:
   4  set-up (b) with the gnne and pg explainers.
 Every run gets a fresh CostModel (its time includes its own cost evaluations). Rows are
 written to benchmarks/results/get_fusion.json after each run and skipped on a rerun; their
-keys include the cost-model build and (for GET) the classifier weights, so a retrained
+keys include the cost-model version (a hash of cpp/cost_model.cc) and (for GET) the classifier weights, so a retrained
 classifier recomputes the GET rows.
 
     python benchmarks/get_fusion.py --until 01:05            # resumable; tiers 1..4
@@ -54,7 +54,7 @@ NETS_A = ["efficientnet_b3", "resnet152", "deeplabv3plus_mobilenetv3"]
 NETS_B = ["mobilenet_v2", "vgg16", "resnet50", "resnet18", "squeezenet1_0"]
 ALGOS = ["rs", "ls", "nsga2"]
 PAPER = {("efficientnet_b3", "lbdf-256kb", "nsga2"): 20.8}  # % DRAM reduction from GET in the paper
-COST_LIB = hashlib.sha256(cost.COST_LIBRARY.read_bytes()).hexdigest()[:12]
+COST_LIB = cost.cost_model_version()
 
 
 @functools.cache
@@ -104,7 +104,7 @@ def priority(tier: int, job: tuple) -> tuple:
 
 
 def job_tag(fusion: str, sp: str) -> str:
-    """What a row's result depends on besides its settings: cost-model build, classifier weights."""
+    """What a row's result depends on besides its settings: cost-model source, classifier weights."""
     return COST_LIB if sp == "random" else f"{COST_LIB}/{classifier_hash(fusion)}"
 
 
@@ -114,7 +114,7 @@ def job_key(net, fusion, kb, algo, budget, seed, sp) -> str:
 
 def current_rows(path: Path) -> dict:
     """The rows saved at ``path`` whose cost model and classifier are the current ones: rows of
-    an older build are dropped (and not written back), never mixed into the means."""
+    an older cost model or classifier are dropped (and not written back), never mixed into the means."""
     rows = json.loads(path.read_text()) if path.exists() else {}
     return {k: r for k, r in rows.items() if "tag" in r and r["tag"] == job_tag(r["setup"].split("-")[0], r["splitter"])}
 
@@ -212,7 +212,7 @@ def write_table(rows: dict, path: Path, n_planned: int) -> None:
 
     lines = ["# Fusion search with and without GET", "",
              f"Produced by `benchmarks/get_fusion.py` ({len(rows)} of {n_planned} planned runs done; cost-model "
-             f"build {COST_LIB}). DRAM in MB (2^20 B), mean over seeds; change = GET vs the random splitter with "
+             f"source {COST_LIB}). DRAM in MB (2^20 B), mean over seeds; change = GET vs the random splitter with "
              "the same algorithm, budget and seeds (negative = less DRAM); rectify = fraction of invalid groups "
              "split by explanation cuts alone (no random fallback); s/run = wall time of one search at nice 10 "
              "on a shared, loaded 2-core machine (PGExplainer's training on a network's first use is inside its "

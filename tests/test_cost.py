@@ -269,3 +269,21 @@ def test_random_dag_invariants(seed):
         batch = mb.evaluate(groups)
         single = [mb.group_cost(grp) for grp in groups]
         assert [s[:2] for s in single] == list(zip(batch.buffer_bytes, batch.dram_bytes))
+
+
+def test_cost_model_version_follows_the_source_not_the_checkout(tmp_path, monkeypatch):
+    """Saved fusion benchmark rows are keyed by this version: the same source in another
+    checkout must key the same, an edited source differently."""
+    from tvm_fusion import cost
+
+    shipped = cost.cost_model_version()
+    copy = tmp_path / "elsewhere" / "cost_model.cc"
+    copy.parent.mkdir()
+    copy.write_bytes(cost.COST_SOURCE.read_bytes())
+    monkeypatch.setattr(cost, "COST_SOURCE", copy)
+    assert cost.cost_model_version() == shipped
+    copy.write_bytes(cost.COST_SOURCE.read_bytes() + b"\n// edited\n")
+    assert cost.cost_model_version() != shipped
+    monkeypatch.setattr(cost, "COST_SOURCE", tmp_path / "missing.cc")
+    with pytest.raises(FileNotFoundError, match="source checkout"):
+        cost.cost_model_version()

@@ -8,25 +8,37 @@ groups with one FFI call each (arrays cross by DLPack, without copies).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from itertools import chain
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from .graph import GLOBAL, OpGraph
 from .hardware import Accelerator, FusionType
-from .native import global_function, library_path
+from .native import global_function
 
-#: the cost model's binary (its hash keys the fusion benchmarks' cached results)
-COST_LIBRARY = library_path("tvm_fusion_cost")
+#: the cost model's C++ source (beside the package in a source checkout)
+COST_SOURCE = Path(__file__).resolve().parents[1] / "cpp" / "cost_model.cc"
 _make_evaluator = global_function("tvm_fusion_cost", "tvm_fusion.cost.make_evaluator")
 _FUSION_CODE = {FusionType.LBDF: 0, FusionType.BRR: 1}
 #: GLOBAL ops that accumulate their input row by row: they wait for the whole input (lag
 #: +1) but hold only one input row (docs/cost_model.md, "Rows held on chip").
 STREAMED_REDUCTIONS = frozenset({"mean", "sum", "max", "adaptive_avg_pool2d"})
 _GLOBAL_REDUCE = 3
+
+
+def cost_model_version() -> str:
+    """sha256[:12] of the cost model's C++ source; the fusion benchmarks key their saved rows by
+    it, so a changed cost model recomputes them. The source and not the built binary: the binary
+    embeds the checkout's path, so one source would key differently in every clone."""
+    if not COST_SOURCE.is_file():
+        raise FileNotFoundError(f"{COST_SOURCE} not found: the cost-model version is read from the source "
+                                "checkout; run the benchmarks from a clone of the repository")
+    return hashlib.sha256(COST_SOURCE.read_bytes()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
