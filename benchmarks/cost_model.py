@@ -10,6 +10,7 @@ benchmarks/results/cost_model.{json,md}.
 from __future__ import annotations
 
 import argparse
+import sys
 import json
 import os
 import platform
@@ -19,9 +20,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tvm_fusion.cost import CostModel
-from tvm_fusion.graph import OpGraph
-from tvm_fusion.hardware import Accelerator
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
+
+from tvm_fusion.cost import CostModel  # noqa: E402
+from tvm_fusion.graph import OpGraph  # noqa: E402
+from tvm_fusion.hardware import Accelerator  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

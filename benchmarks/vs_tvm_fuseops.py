@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -22,13 +23,15 @@ import tvm
 from tqdm import tqdm
 from tvm.relax.backend.cpu_generic import pipeline as cpu_generic
 
-from tvm_fusion import zoo
-from tvm_fusion.cost import CostModel
-from tvm_fusion.graph import from_torch
-from tvm_fusion.hardware import Accelerator
-from tvm_fusion.pipeline import PlanFusion, tvm_fusion_pipeline
-from tvm_fusion.relax_pass import FuseByPlan, fuseops_plan, tvm_fuseops_groups
-from tvm_fusion.search import search
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
+
+from tvm_fusion import zoo  # noqa: E402
+from tvm_fusion.cost import CostModel  # noqa: E402
+from tvm_fusion.graph import from_torch  # noqa: E402
+from tvm_fusion.hardware import Accelerator  # noqa: E402
+from tvm_fusion.pipeline import PlanFusion, tvm_fusion_pipeline  # noqa: E402
+from tvm_fusion.relax_pass import FuseByPlan, fuseops_plan, tvm_fuseops_groups  # noqa: E402
+from tvm_fusion.search import search  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PRESETS = ("lbdf-128kb", "lbdf-256kb")

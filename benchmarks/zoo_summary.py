@@ -10,6 +10,7 @@ written survive an interrupt (the files are rewritten after every network).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -17,8 +18,10 @@ from tqdm import tqdm
 
 from report import write_table
 
-from tvm_fusion.cost import CostModel
-from tvm_fusion.hardware import Accelerator
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's package
+
+from tvm_fusion.cost import CostModel  # noqa: E402
+from tvm_fusion.hardware import Accelerator  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PRESETS = ("lbdf-128kb", "brr-128kb", "lbdf-256kb", "brr-256kb")
