@@ -7,6 +7,9 @@ Examples::
     aiop evaluate --checkpoint seg.pt --task tnb101/segmentsemantic
     aiop predict --checkpoint aiop.pt --onnx net.onnx [--task nb201/cifar10]
     aiop reduce --checkpoint seg.pt --task tnb101/segmentsemantic --start "[2, 2, 3, 2, 0, 2]" --out front
+    # the ensemble benchmarks/aiop_reduce.md uses: 10 heads on bootstrap resamples, seg-0.pt .. seg-9.pt
+    aiop finetune --checkpoint aiop.pt --task tnb101/segmentsemantic --n 50 --members 10 --out seg.pt
+    aiop reduce --checkpoint seg-*.pt --kappa 2 --task tnb101/segmentsemantic --start "[2, 2, 3, 2, 0, 2]"
 """
 
 from __future__ import annotations
@@ -52,21 +55,24 @@ def _reduce(args) -> int:
         raise SystemExit(str(err)) from None
     except (ValueError, SyntaxError) as err:
         raise SystemExit(f"--start {args.start!r} is not a {fam} encoding: {err}") from None
+    models = [AIOP.load(c) for c in args.checkpoint]
     try:
-        est = reduce.AIOPEstimator(AIOP.load(args.checkpoint), fam, task, args.head)
+        est = reduce.AIOPEstimator(models[0] if len(models) == 1 else models, fam, task, args.head)
     except KeyError as err:
         raise SystemExit(err.args[0]) from None
     allowed = None
     if args.labelled_only:
         allowed = {x.arch for x in data.load_family(fam) if x.task == task}
     res = reduce.reduce(start, space, est, est.flops, args.tolerance, args.budget, args.seed,
-                        max_edits=args.max_edits, allowed=allowed)
+                        max_edits=args.max_edits, allowed=allowed, kappa=args.kappa)
     print(f"{args.task} head={est.head} start predicted {res.start.score:.4g}, {res.start.flops:.4g} MFLOPs; "
-          f"{res.evaluations} evaluations, {len(res.front)} on the front (tolerance {args.tolerance})")
+          f"{res.evaluations} evaluations, {len(res.front)} on the front (tolerance {args.tolerance}"
+          + (f", {len(models)} members, kappa {args.kappa})" if len(models) > 1 else ")"))
     print(reduce.format_table(res, space, args.format), end="")
     if args.out:
         out = Path(args.out)
-        meta = {"task": args.task, "head": est.head, "tolerance": args.tolerance, "budget": args.budget,
+        meta = {"task": args.task, "head": est.head, "checkpoints": args.checkpoint, "kappa": args.kappa,
+                "tolerance": args.tolerance, "budget": args.budget,
                 "seed": args.seed, "max_edits": args.max_edits, "labelled_only": args.labelled_only,
                 "evaluations": res.evaluations, "flops_source": "OpGraph.total_flops (predictor.graphs)",
                 "start": {"arch": list(res.start.arch), "mflops": res.start.flops, "predicted": res.start.score},
@@ -93,6 +99,9 @@ def main(argv=None) -> int:
     f.add_argument("--n", type=int, default=20)
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--infuse", default=None, help="zero-cost proxy for adapter pseudo-labels, e.g. nwot")
+    f.add_argument("--members", type=int, default=1,
+                   help="> 1: that many heads, each on a bootstrap resample of the N labels (an ensemble for "
+                        "`aiop reduce`), written to <out stem>-<i><out suffix>")
     f.add_argument("--out", required=True)
     e = sub.add_parser("evaluate", help="SRCC/MAE of a head (or zeroshot) on a task's architectures")
     e.add_argument("--checkpoint", required=True)
@@ -105,11 +114,15 @@ def main(argv=None) -> int:
     g.add_argument("--opgraph", help="OpGraph JSON (OpGraph.to_json)")
     q.add_argument("--task", default="zeroshot")
     r = sub.add_parser("reduce", help="cut FLOPs of an architecture keeping predicted performance within a tolerance")
-    r.add_argument("--checkpoint", required=True)
+    r.add_argument("--checkpoint", required=True, nargs="+",
+                   help="one checkpoint, or the members of an ensemble (`aiop finetune --members`)")
     r.add_argument("--task", required=True, help="<family>/<task>, e.g. nb201/cifar10 (families: nb201, tnb101)")
     r.add_argument("--start", required=True, help="start encoding as in the data files, e.g. \"[2, 2, 3, 2, 0, 2]\"")
     r.add_argument("--head", default=None, help="predictor head (default: the task's own head; or zeroshot)")
     r.add_argument("--tolerance", type=float, default=1.0, help="allowed predicted drop, in the head's units")
+    r.add_argument("--kappa", type=float, default=2.0,
+                   help="ensembles: a child counts as mean - kappa x std over members of its predicted difference "
+                        "to the start (2 was chosen on validation tasks, benchmarks/results/aiop_reduce.md)")
     r.add_argument("--budget", type=int, default=200, help="estimator evaluations")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--max-edits", type=int, default=2, help="edges changed per mutation (1..)")
@@ -133,6 +146,8 @@ def main(argv=None) -> int:
         print(f"pre-trained on {len(recs)} records, heads {m.pretrain_heads} -> {args.out}; "
               f"OpGraphs {t1 - t0:.0f} s, training {time.time() - t1:.0f} s")
     elif args.cmd == "finetune":
+        if args.members < 1:
+            raise SystemExit(f"--members must be >= 1, got {args.members}")
         fam, task = _split_task(args.task)
         recs = [r for r in _records((fam,)) if r.task == task]
         feats, key_fn = _features(recs)
@@ -140,9 +155,21 @@ def main(argv=None) -> int:
         if args.infuse:
             m = m.infuse(recs, feats, key_fn, args.infuse, seed=args.seed)
         train = random.Random(args.seed).sample(recs, min(args.n, len(recs)))
-        m = m.finetune(train, feats, key_fn, args.task, seed=args.seed)
-        m.save(args.out)
-        print(f"fine-tuned head {args.task} on {len(train)} labels -> {args.out}")
+        if args.members > 1:
+            from pathlib import Path
+
+            from .reduce import bootstrap_heads
+
+            out = Path(args.out)
+            paths = [out.with_name(f"{out.stem}-{i}{out.suffix}") for i in range(args.members)]
+            for path, head in zip(paths, bootstrap_heads(m, train, feats, key_fn, args.task, args.members, args.seed)):
+                head.save(path)
+            print(f"fine-tuned {args.members} heads {args.task} on bootstrap resamples of {len(train)} labels -> "
+                  f"{paths[0]} .. {paths[-1]}")
+        else:
+            m = m.finetune(train, feats, key_fn, args.task, seed=args.seed)
+            m.save(args.out)
+            print(f"fine-tuned head {args.task} on {len(train)} labels -> {args.out}")
     elif args.cmd == "evaluate":
         fam, task = _split_task(args.task)
         recs = [r for r in _records((fam,)) if r.task == task]

@@ -13,6 +13,13 @@ scores them in one batch. It returns the Pareto front (min FLOPs, max predicted 
 of the feasible architectures with fewer FLOPs than the start. ``budget`` counts estimator
 evaluations (unique architectures scored, the start excluded).
 
+Ensembles: an estimator may return one column per member (``(n, M)``). The search then scores
+a child by a pessimistic estimate of its difference to the start, taken member by member:
+``score = mean_m pred_m(start) + mean_m(d) - kappa * std_m(d)`` with ``d_m = pred_m(child) -
+pred_m(start)``. A member's error that is shared by the child and the start (a near neighbour)
+cancels in ``d_m``; where the members disagree on the difference the child is held back.
+:func:`bootstrap_heads` builds such members by fine-tuning on bootstrap resamples.
+
 The estimator and the FLOPs counter are parameters (``score_fn(archs) -> values``,
 ``flops_fn(arch) -> float``) so that tests and baselines can plug in anything;
 :class:`AIOPEstimator` provides both for an AIO-P checkpoint. FLOPs come from one source
@@ -101,7 +108,7 @@ def space_for(family: str) -> Space:
 class Candidate:
     arch: tuple
     flops: float  # MFLOPs
-    score: float  # predicted performance (estimator units; higher is better)
+    score: float  # predicted performance (estimator units; higher is better; ensembles: the pessimistic score)
 
 
 @dataclass
@@ -172,21 +179,44 @@ class _Proposer:
             return child
 
 
+def _member_matrix(values, n: int) -> np.ndarray:
+    """Estimator output as ``(n, members)``: a 1-D result is one member."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim not in (1, 2) or v.shape[0] != n:
+        raise ValueError(f"score_fn must return {n} values or an ({n}, members) array, got shape {v.shape}")
+    return v.reshape(n, -1)
+
+
 def reduce(start, space: Space, score_fn: Callable[[list], Sequence[float]], flops_fn: Callable[[tuple], float],
            tolerance: float, budget: int = 100, seed: int = 0, max_edits: int = 2, batch: int = 8,
-           allowed=None, progress: bool = True) -> ReduceResult:
+           allowed=None, progress: bool = True, kappa: float = 0.0) -> ReduceResult:
     """Minimise FLOPs subject to ``score >= score(start) - tolerance`` (see module docstring).
 
     ``allowed``: optional set of encodings the search may visit (e.g. only labelled ones).
+    ``kappa``: with an ensemble ``score_fn`` (one column per member), how many member standard
+    deviations of the child-minus-start difference are subtracted from its mean (no effect
+    with a single member).
     """
     from tqdm import tqdm
 
     start = space.check(start)
     if budget < 1 or batch < 1 or max_edits < 1:
         raise ValueError(f"budget, batch and max_edits must be >= 1, got {budget}, {batch}, {max_edits}")
+    if kappa < 0:
+        raise ValueError(f"kappa must be >= 0 (a pessimistic estimate), got {kappa}")
     rng = random.Random(seed)
     prop = _Proposer(space, flops_fn, max_edits, allowed, rng)
-    s0 = Candidate(start, prop.f(start), float(score_fn([start])[0]))
+    m0 = _member_matrix(score_fn([start]), 1)
+    s0 = Candidate(start, prop.f(start), float(m0.mean()))
+
+    def scores(archs) -> np.ndarray:
+        m = _member_matrix(score_fn(archs), len(archs))
+        if m.shape[1] != m0.shape[1]:
+            raise ValueError(f"score_fn returned {m.shape[1]} members for children but {m0.shape[1]} for the start")
+        if m.shape[1] == 1:  # one member: its values as they are
+            return m[:, 0]
+        d = m - m0
+        return s0.score + d.mean(1) - kappa * d.std(1)
     threshold = s0.score - tolerance
     feasible, exhausted = [s0], set()
     seen, evaluated = {start}, []
@@ -201,7 +231,7 @@ def reduce(start, space: Space, score_fn: Callable[[list], Sequence[float]], flo
             new.append(child)
         if not new:
             break
-        for a, s in zip(new, score_fn(new)):
+        for a, s in zip(new, scores(new)):
             c = Candidate(a, prop.f(a), float(s))
             evaluated.append(c)
             if c.score >= threshold:
@@ -231,27 +261,51 @@ def random_reductions(start, space: Space, flops_fn, budget: int, seed: int = 0,
     return out
 
 
+def bootstrap_heads(base, records, feats, key_fn, head: str, members: int, seed: int = 0) -> list:
+    """``members`` copies of ``base`` with head ``head`` fine-tuned on bootstrap resamples of
+    ``records`` (resample and fine-tuning seeded by ``seed`` and the member index), for an
+    ensemble :class:`AIOPEstimator`. Resampling is what makes the members differ: with a few
+    dozen records a fine-tuning epoch is one full batch, so the seed alone barely matters."""
+    if members < 1:
+        raise ValueError(f"an ensemble needs >= 1 members, got {members}")
+    records = list(records)
+    out = []
+    for m in range(members):
+        rng = random.Random(f"{seed}/{m}")
+        sample = [rng.choice(records) for _ in records]
+        out.append(base.finetune(sample, feats, key_fn, head, seed=seed * 1000 + m))
+    return out
+
+
 class AIOPEstimator:
     """Predicted performance and MFLOPs of encodings of one (family, task) from an AIO-P model.
 
-    Graphs come from ``predictor.graphs.network_graph``; only each architecture's MFLOPs and
-    score are kept (graphs and features are dropped once scored). Predictions are in the task's
-    label units when the head has a Standardizer (fine-tuned heads do), else standardised scores.
+    ``model`` is one AIOP (scores are ``(n,)``) or a list of AIOPs, ensemble members sharing the
+    head name (scores are ``(n, members)``, which :func:`reduce` turns into a pessimistic
+    difference to the start). Graphs come from ``predictor.graphs.network_graph``; only each
+    architecture's MFLOPs and scores are kept (graphs and features are dropped once scored).
+    Predictions are in the task's label units when the head has a Standardizer (fine-tuned heads
+    do), else standardised scores.
     """
 
     def __init__(self, model, family: str, task: str, head: str | None = None):
         from .aiop import ZERO_SHOT, head_name
 
         space_for(family)
-        self.model, self.family, self.task = model, family, task
+        self.single = not isinstance(model, (list, tuple))
+        self.models = [model] if self.single else list(model)
+        if not self.models:
+            raise ValueError("AIOPEstimator needs at least one model")
+        self.model, self.family, self.task = self.models[0], family, task
         self.head = head or head_name(family, task)
-        if self.head != ZERO_SHOT and self.head not in model.model.heads:
-            raise KeyError(f"checkpoint has no head {self.head!r} (heads: {sorted(model.model.heads)}); fine-tune "
-                           f"one with `aiop finetune --task {family}/{task}` or pass --head {ZERO_SHOT}")
-        self.std = model.standardizers.get(self.head)
+        for m in self.models:
+            if self.head != ZERO_SHOT and self.head not in m.model.heads:
+                raise KeyError(f"checkpoint has no head {self.head!r} (heads: {sorted(m.model.heads)}); fine-tune "
+                               f"one with `aiop finetune --task {family}/{task}` or pass --head {ZERO_SHOT}")
+        self.stds = [m.standardizers.get(self.head) for m in self.models]
         self._flops: dict[tuple, float] = {}
         self._items: dict[tuple, object] = {}
-        self._scores: dict[tuple, float] = {}
+        self._scores: dict[tuple, np.ndarray] = {}
 
     def _graph(self, arch) -> None:
         from . import features, graphs
@@ -272,10 +326,15 @@ class AIOPEstimator:
             if a not in self._items:
                 self._graph(a)
         if todo:
-            z = self.model.scores([self._items.pop(a) for a in todo], self.head)
-            vals = self.std.inverse(z, [self._flops[a] for a in todo]) if self.std else z
-            self._scores.update(zip(todo, map(float, vals)))
-        return np.array([self._scores[a] for a in archs], dtype=np.float64)
+            items = [self._items.pop(a) for a in todo]
+            fl = [self._flops[a] for a in todo]
+            cols = []
+            for m, std in zip(self.models, self.stds):
+                z = m.scores(items, self.head)
+                cols.append(np.asarray(std.inverse(z, fl) if std else z, dtype=np.float64))
+            self._scores.update(zip(todo, np.stack(cols, 1)))
+        out = np.array([self._scores[a] for a in archs], dtype=np.float64).reshape(len(archs), len(self.models))
+        return out[:, 0] if self.single else out
 
 
 def plot_front(result: ReduceResult, path, title: str = "") -> None:
