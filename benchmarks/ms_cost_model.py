@@ -4,8 +4,11 @@ Leave-one-workload-out over the records in benchmarks/ms_records/ (collected by
 collect_ms_records.py). For each held-out workload W and k in --shots (default 0 16 64):
 k records of W (seeded sample) are the fine-tuning data, the rest of W is the test set.
 
-* AIO-P: GNN pre-trained on all other workloads, then fine-tuned on the k records.
-* AIO-P (no edges): ablation, the same GNN trained on graphs without data-flow edges.
+* AIO-P: what AIOPCostModel does by default: the GNN pre-trained on all other workloads,
+  blended with the online ranker fitted on the k records (``hybrid_score``; the GNN alone at k=0).
+* AIO-P (fine-tuned): the earlier default, the pre-trained GNN fine-tuned on the k records
+  (--finetune-epochs at FINETUNE_LR), no ranker.
+* AIO-P (no edges): ablation, the AIO-P default with a GNN trained on graphs without data-flow edges.
 * XGB (k only): MetaSchedule's XGBModel trained on the k records of W alone (k = 0 ->
   random scores, what XGBModel does before its warm-up).
 * XGB (transfer): XGBModel trained on all other workloads + the k records.
@@ -51,7 +54,9 @@ from collect_ms_records import TARGET, count_records  # noqa: E402
 from predictor import metaschedule as aiop  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MODELS = ("aiop", "aiop_no_edges", "xgb_k_only", "xgb_transfer", "mlp_transfer")
+MODELS = ("aiop", "aiop_finetuned", "aiop_no_edges", "xgb_k_only", "xgb_transfer", "mlp_transfer")
+#: the MetaSchedule models AIO-P is compared with (its own variants are the others)
+BASELINES = ("xgb_k_only", "xgb_transfer", "mlp_transfer")
 
 
 @derived_object
@@ -159,15 +164,19 @@ def load_workloads(min_records: int, exclude=(), only=None) -> list[aiop.Workloa
 def predict_timing(workloads: list[aiop.WorkloadRecords], extractor, model: aiop.StoreGNN) -> dict:
     """What one predict call over 512 candidates of the largest workload costs (ms, best of
     3 rounds after a warm-up): PerStoreFeature extraction (paid by XGBModel too), plus the
-    data-flow edges and the GNN scoring that AIO-P adds."""
+    data-flow edges, the GNN scoring and the online ranker (fitted on 64 records of the workload)
+    that AIO-P adds."""
     big = max(workloads, key=lambda w: len(w.candidates))
     cands512 = (big.candidates * (512 // len(big.candidates) + 1))[:512]
     graphs512 = aiop.encode(extractor, big.context, cands512)
+    n_fit = min(64, len(big.candidates))
+    ranker = aiop.fit_ranker(aiop.encode(extractor, big.context, big.candidates[:n_fit]), big.costs[:n_fit])
     timing = {}
     for name, fn in (
         ("extract", lambda: extractor.extract_from(big.context, cands512)),
         ("edges", lambda: aiop.dataflow_edges([c.sch.mod for c in cands512], [x.shape[0] for x, _ in graphs512])),
         ("gnn", lambda: aiop.score(model, graphs512)),
+        ("hybrid", lambda: aiop.hybrid_score(model, graphs512, ranker, n_fit)),  # the GNN again + ranker + blend
     ):
         fn()
         rounds = []
@@ -181,7 +190,8 @@ def predict_timing(workloads: list[aiop.WorkloadRecords], extractor, model: aiop
         "feature_extraction_ms_per_512": timing["extract"],
         "edges_ms_per_512": timing["edges"],
         "gnn_ms_per_512": timing["gnn"],
-        "aiop_added_ms_per_512": timing["edges"] + timing["gnn"],
+        "ranker_ms_per_512": timing["hybrid"] - timing["gnn"],
+        "aiop_added_ms_per_512": timing["edges"] + timing["hybrid"],
     }
 
 
@@ -195,6 +205,10 @@ def write_results(out: dict) -> None:
         "",
         f"Command: `{out['command']}`. k = records of the",
         "held-out workload used for training (seeded sample), the rest is the test set; means over held-out workloads.",
+        "aiop = AIOPCostModel's default (the pre-trained GNN, blended with the online ranker fitted on the k records);"
+        " aiop_finetuned = the pre-trained GNN fine-tuned on them instead (the earlier default); aiop_no_edges ="
+        " aiop with a GNN trained without data-flow edges; xgb_k_only = XGBModel on the k records (random at k=0);"
+        " *_transfer = trained on all other workloads + the k records.",
         "",
         "| k | held-out workloads | model | SRCC | top-1 recall | top-5 recall |",
         "|---|---|---|---|---|---|",
@@ -213,6 +227,7 @@ def write_results(out: dict) -> None:
         f"Per 512 candidates of {timing['workload']} (1 thread, best of 3): PerStoreFeature extraction"
         f" {timing['feature_extraction_ms_per_512']:.0f} ms (also paid by XGBModel); AIO-P adds data-flow edges"
         f" {timing['edges_ms_per_512']:.1f} ms (C++, cpp/tir_dataflow.cc) + GNN {timing['gnn_ms_per_512']:.1f} ms"
+        f" + online ranker and blend {timing['ranker_ms_per_512']:.1f} ms"
         f" = {timing['aiop_added_ms_per_512']:.1f} ms (target: under 20 ms).",
     ]
     if "timing_command" in out:
@@ -295,12 +310,15 @@ def main(argv: list[str] | None = None) -> None:
         for k, (tr, te), mlp_pred in zip(shots, splits, mlp_preds):
             test_g, test_c = [graphs[held.name][i] for i in te], held.costs[te]
             row = {"workload": held.name, "k": k, "n_test": int((test_c < aiop.FAILED_COST).sum()), "n_train_other": sum(len(w.candidates) for w in others)}
+            # the ranker sees node features only, which the no-edge graphs share
+            ranker = aiop.fit_ranker([graphs[held.name][i] for i in tr], held.costs[tr], seed=args.seed) if k else None
             for name, base, gs in (("aiop", pre, graphs[held.name]), ("aiop_no_edges", pre_ne, no_edges[held.name])):
-                gnn = aiop.StoreGNN(aiop.GNNConfig())
-                gnn.load_state_dict(base.state_dict())
-                if k:
-                    aiop.train(gnn, [([gs[i] for i in tr], held.costs[tr])], epochs=args.finetune_epochs, lr=aiop.FINETUNE_LR, seed=args.seed)
-                row[name] = metrics(aiop.score(gnn, [gs[i] for i in te]), test_c)
+                row[name] = metrics(aiop.hybrid_score(base, [gs[i] for i in te], ranker, k), test_c)
+            gnn = copy.deepcopy(pre)
+            if k:
+                aiop.train(gnn, [([graphs[held.name][i] for i in tr], held.costs[tr])], epochs=args.finetune_epochs,
+                           lr=aiop.FINETUNE_LR, seed=args.seed)
+            row["aiop_finetuned"] = metrics(aiop.score(gnn, test_g), test_c)
             test_cands = [held.candidates[i] for i in te]
             if k:
                 xgb = fit_xgb(table, [(held, tr)])
@@ -321,7 +339,8 @@ def main(argv: list[str] | None = None) -> None:
         rk = [r for r in rows if r["k"] == k]
         if rk:
             summary[k] = {m: {s: float(np.mean([r[m][s] for r in rk])) for s in ("srcc", "top1", "top5")} for m in models}
-            summary[k]["aiop_srcc_wins"] = {b: int(sum(r["aiop"]["srcc"] > r[b]["srcc"] for r in rk)) for b in models[2:]}
+            summary[k]["aiop_srcc_wins"] = {b: int(sum(r["aiop"]["srcc"] > r[b]["srcc"] for r in rk))
+                                             for b in models if b in BASELINES}
     out = {
         "workloads": {w.name: len(w.candidates) for w in workloads},
         "records_total": n_cands,

@@ -6,9 +6,12 @@ results/ms_online_pretrained.pt). Each held-out workload is then tuned with
 ``ms.tune_tir`` (target {"kind": "llvm", "num-cores": 2}, LocalBuilder with
 predictor/ms_build.py's f_build) for --trials trials, 3 seeds, with
 
-* ``aiop``: AIOPCostModel loaded from that file, fine-tuned online in ``update``;
+* ``aiop``: AIOPCostModel loaded from that file, with its defaults: the pre-trained GNN blended
+  with an online ranker that ``update`` fits on the run's measured records;
 * ``xgb``: ``cost_model="xgb"``, TVM's default XGBModel (random scores until it has 100
-  measured samples: its default ``num_warmup_samples``).
+  measured samples: its default ``num_warmup_samples``; so within 64 trials it never ranks);
+* ``xgb_nowarmup``: the same XGBModel with ``num_warmup_samples=0``, ranking from its first
+  measured batch: the stronger baseline of the two.
 
 Both use the same search strategy and seed. For each budget in --budgets the tables use,
 per seed, the shortest run reaching it; a budget below a run's --trials is read from its
@@ -57,6 +60,8 @@ from predictor.ms_build import make_builder, make_runner, skip_tensor_intrin_imp
 
 HELD_OUT = ("r50_l3_3x3", "mv2_dw_14", "mv2_classifier", "effb0_head")
 RUNS = RESULTS / "ms_online_runs.jsonl"
+#: the cost models AIO-P is compared with (see the module docstring)
+BASELINES = ("xgb", "xgb_nowarmup")
 PRETRAINED = RESULTS / "ms_online_pretrained.pt"
 
 
@@ -83,17 +88,19 @@ def records_in_order(record_file: Path) -> list[tuple[list, float]]:
     return out
 
 
-def model_recipe(model: str) -> list | None:
-    """What a run's result depends on besides its settings: AIO-P's online fine-tuning recipe
-    (runs made with another one are stale and rerun; XGBModel's runs never go stale)."""
-    return [aiop.FINETUNE_EPOCHS, aiop.FINETUNE_LR] if model == "aiop" else None
+def model_recipe(model: str) -> dict | None:
+    """What a run's result depends on besides its settings: AIO-P's online recipe (runs made
+    with another one are stale and rerun; XGBModel's runs never go stale)."""
+    return aiop.ONLINE_RECIPE if model == "aiop" else None
 
 
 def tune(name: str, model: str, trials: int, seed: int, args) -> dict:
     """One tuning run; its best record within each budget of --budgets (<= trials)."""
     func = BY_NAME[name].prim_func()
     strategy = ms.search_strategy.EvolutionarySearch(population_size=args.population, genetic_num_iters=args.genetic_iters)
-    cost_model = aiop.load_cost_model(PRETRAINED, seed=seed) if model == "aiop" else "xgb"
+    cost_model = {"aiop": lambda: aiop.load_cost_model(PRETRAINED, seed=seed), "xgb": lambda: "xgb",
+                  "xgb_nowarmup": lambda: ms.cost_model.XGBModel(num_warmup_samples=0, num_tuning_cores=TARGET["num-cores"],
+                                                                 tree_method="auto")}[model]()
     with tempfile.TemporaryDirectory(prefix=f"ms_online_{name}_") as work_dir, skip_tensor_intrin_import():
         db = ms.database.JSONDatabase(path_workload=f"{work_dir}/wl.json", path_tuning_record=f"{work_dir}/rec.json")
         t0 = time.perf_counter()
@@ -172,7 +179,9 @@ def write_tables(rows: list[dict], secs: dict, args, argv: list[str]) -> None:
     best latency (tuning-time and re-measured min / median) per cost model."""
     budgets = sorted({int(b) for r in rows for b in r["best"]})
     models = sorted({r["model"] for r in rows})
-    table, verdict = [], {"remeasured_median": {}, "remeasured_min": {}, "tuning_time": {}}
+    baselines = [m for m in BASELINES if m in models]
+    table = []
+    verdict = {x: {"remeasured_median": {}, "remeasured_min": {}, "tuning_time": {}} for x in baselines}
     for name in args.workloads:
         for b in budgets:
             # per model and seed, the shortest run reaching budget b (a 64-trial run rather
@@ -194,12 +203,12 @@ def write_tables(rows: list[dict], secs: dict, args, argv: list[str]) -> None:
                     "remeasured_median_ms": [1e3 * float(np.median(secs[k])) if secs.get(k) else None for k in keys],
                 }
             table.append(entry)
-            if seeds and {"aiop", "xgb"} <= set(models):
-                for kind in verdict:
+            for base in baselines if seeds and "aiop" in models else ():
+                for kind in verdict[base]:
                     field = "tuning_ms" if kind == "tuning_time" else f"{kind}_ms"
-                    a, x = (_mean(entry[m][field]) for m in ("aiop", "xgb"))
+                    a, x = (_mean(entry[m][field]) for m in ("aiop", base))
                     if a is not None and x is not None:
-                        verdict[kind].setdefault(b, {})[name] = bool(a <= x)
+                        verdict[base][kind].setdefault(b, {})[name] = bool(a <= x)
     out = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}, "held_out": list(args.workloads), "table": table, "aiop_equal_or_better": verdict,
            "remeasured_seconds": {"|".join(map(str, k)): v for k, v in secs.items()}, "runs": rows}
     (RESULTS / "ms_online.json").write_text(json.dumps(out, indent=1))
@@ -212,10 +221,14 @@ def write_tables(rows: list[dict], secs: dict, args, argv: list[str]) -> None:
     lines = [
         "# Online tuning: AIO-P cost model vs TVM's XGBModel (held-out workloads)",
         "",
+        "xgb = TVM's default XGBModel (random scores until 100 measured samples); xgb_nowarmup = the same with"
+        " num_warmup_samples=0.",
+        "",
         f"Command: `nice -n 5 python benchmarks/ms_online.py {' '.join(argv)}`. Target {json.dumps(TARGET)};",
         f"EvolutionarySearch(population {args.population}, genetic iters {args.genetic_iters}), {args.trials_per_iter} trials per iteration;",
-        "AIO-P pre-trained without these workloads (results/ms_online_pretrained.json), fine-tuned in update() for"
-        f" {aiop.FINETUNE_EPOCHS} epochs at lr {aiop.FINETUNE_LR:g} (ms_finetune_validation.md). Best latency in ms, mean ± std over",
+        "AIO-P pre-trained without these workloads (results/ms_online_pretrained.json), not fine-tuned, blended in predict()"
+        f" with an XGBoost ranker that update() fits on the run's records (weight n/(n+{aiop.BLEND_HALF:g}) after n records;"
+        " chosen in ms_finetune_validation.md). Best latency in ms, mean ± std over",
         f"seeds. Re-measured: the best schedule of each run rebuilt and run {args.repeats} times (same runner settings,",
         "interleaved over all runs); min and median of those runs per schedule, then mean over seeds.",
         "",
@@ -230,20 +243,19 @@ def write_tables(rows: list[dict], secs: dict, args, argv: list[str]) -> None:
             v = e[m]
             lines.append(f"| {e['workload']} | {e['budget']} | {m} | {fmt(v['tuning_ms'])} | {fmt(v['remeasured_min_ms'])} | {fmt(v['remeasured_median_ms'])} |")
     lines.append("")
-    for kind, per_budget in verdict.items():
-        for b, per in per_budget.items():
-            wins = [n for n, ok in per.items() if ok]
-            lines.append(f"- {b} trials, {kind.replace('_', ' ')}: AIO-P equal or better (mean over paired seeds) on {len(wins)}/{len(per)} workloads: {', '.join(wins) or 'none'}.")
-    for b in budgets:
-        pairs = [
-            (a, x)
-            for e in table
-            if e["budget"] == b and {"aiop", "xgb"} <= set(models)
-            for a, x in zip(e["aiop"]["remeasured_median_ms"], e["xgb"]["remeasured_median_ms"])
-            if a is not None and x is not None
-        ]
-        if pairs:
-            lines.append(f"- {b} trials: AIO-P equal or better in {sum(a <= x for a, x in pairs)}/{len(pairs)} (workload, seed) pairs (re-measured median).")
+    for base, per_kind in verdict.items():
+        for kind, per_budget in per_kind.items():
+            for b, per in per_budget.items():
+                wins = [n for n, ok in per.items() if ok]
+                lines.append(f"- vs {base}, {b} trials, {kind.replace('_', ' ')}: AIO-P equal or better (mean over paired seeds) on"
+                             f" {len(wins)}/{len(per)} workloads: {', '.join(wins) or 'none'}.")
+        for b in budgets:
+            pairs = [(a, x) for e in table if e["budget"] == b
+                     for a, x in zip(e["aiop"]["remeasured_median_ms"], e[base]["remeasured_median_ms"])
+                     if a is not None and x is not None]
+            if pairs:
+                lines.append(f"- vs {base}, {b} trials: AIO-P equal or better in {sum(a <= x for a, x in pairs)}/{len(pairs)}"
+                             " (workload, seed) pairs (re-measured median).")
     for e in table:
         missing = {m: v for m, v in e["unpaired"].items() if v}
         if missing:
@@ -256,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workloads", nargs="*", default=list(HELD_OUT))
-    ap.add_argument("--models", nargs="*", default=["aiop", "xgb"], choices=["aiop", "xgb"])
+    ap.add_argument("--models", nargs="*", default=["aiop", *BASELINES], choices=["aiop", *BASELINES])
     ap.add_argument("--trials", type=int, default=128, help="trials per run (budgets below it are read from its prefix)")
     ap.add_argument("--budgets", type=int, nargs="*", default=[64, 128])
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
@@ -283,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
 
     runs_file = args.runs_file
     rows = [json.loads(line) for line in runs_file.read_text().splitlines() if line.strip()] if runs_file.is_file() else []
-    # AIO-P runs of another fine-tuning recipe (or of one recorded before recipes were) are stale
+    # AIO-P runs of another online recipe (or of one recorded before recipes were) are stale
     rows = [r for r in rows if r.get("recipe") == model_recipe(r["model"])]
     done = {(r["workload"], r["model"], r["trials"], r["seed"]) for r in rows}
     todo = [(n, m, args.trials, s) for s in args.seeds for n in args.workloads for m in args.models if (n, m, args.trials, s) not in done]
