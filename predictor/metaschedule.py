@@ -17,8 +17,9 @@ weight growing with the records (:func:`hybrid_score`; benchmarks/ms_finetune_va
 
 Usage::
 
-    model = load_cost_model("aiop_ms.pt")
+    model = load_cost_model("benchmarks/results/ms_aiop_pretrained.pt")
     ms.tune_tir(mod, target, work_dir, 64, cost_model=model, ...)
+    ms.relax_integration.tune_relax(relax_mod, params, target, work_dir, 64, cost_model=model, ...)
 """
 from __future__ import annotations
 

@@ -268,6 +268,34 @@ def test_tune_tir_end_to_end(tmp_path, seed):
     np.testing.assert_allclose(c.numpy(), a @ b, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
+def test_tune_relax_end_to_end(tmp_path, seed):
+    """tune_relax over a Relax module's tasks (matmul, relu) with the AIO-P cost model; the VM
+    built from the tuned database computes relu(x @ w)."""
+    from tvm import relax
+
+    bb = relax.BlockBuilder()
+    x, w = (relax.Var(n, relax.TensorType((32, 32), "float32")) for n in ("x", "w"))
+    with bb.function("main", [x, w]):
+        with bb.dataflow():
+            out = bb.emit_output(bb.emit(relax.op.nn.relu(bb.emit(relax.op.matmul(x, w)))))
+        bb.emit_func_output(out)
+    mod = relax.transform.LegalizeOps()(bb.get())
+    target = tvm.target.Target(TARGET)
+    strategy = ms.search_strategy.EvolutionarySearch(population_size=32, init_min_unmeasured=16, genetic_num_iters=1)
+    with skip_tensor_intrin_import():
+        db = ms.relax_integration.tune_relax(
+            mod, {}, target, str(tmp_path), max_trials_global=8, num_trials_per_iter=4, builder=make_builder(),
+            runner=make_runner(number=1), database=ms.database.MemoryDatabase(),
+            cost_model=aiop.AIOPCostModel(seed=seed, min_records=4), strategy=strategy, seed=seed)
+        executable = ms.relax_integration.compile_relax(db, mod, target, params=None)
+    assert len(db.get_all_tuning_records()) >= 2, "both tasks measured"
+    rng = np.random.default_rng(seed)
+    a, b = (rng.normal(size=(32, 32)).astype("float32") for _ in range(2))
+    got = relax.VirtualMachine(executable, tvm.cpu())["main"](tvm.runtime.tensor(a), tvm.runtime.tensor(b)).numpy()
+    np.testing.assert_allclose(got, np.maximum(a @ b, 0), rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize(
     "kind,shape",
     [
