@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import xgboost
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -88,7 +87,7 @@ def evaluate(pre, graphs, costs, train_idx, test_idx, seed: int, names=tuple(VAR
         if objective is not None and objective not in rankers:
             rankers[objective] = aiop.fit_ranker(train_g, costs[train_idx], seed=seed, objective=objective)
         if objective is not None and half is None:
-            preds[name] = rankers[objective].predict(xgboost.DMatrix(aiop.summed_features(test_g))).astype(np.float64)
+            preds[name] = aiop.ranker_scores(rankers[objective], test_g)
         else:
             preds[name] = aiop.hybrid_score(gnns[recipe], test_g, rankers.get(objective), len(train_idx),
                                              half or aiop.BLEND_HALF)

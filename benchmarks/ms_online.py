@@ -98,9 +98,12 @@ def tune(name: str, model: str, trials: int, seed: int, args) -> dict:
     """One tuning run; its best record within each budget of --budgets (<= trials)."""
     func = BY_NAME[name].prim_func()
     strategy = ms.search_strategy.EvolutionarySearch(population_size=args.population, genetic_num_iters=args.genetic_iters)
-    cost_model = {"aiop": lambda: aiop.load_cost_model(PRETRAINED, seed=seed), "xgb": lambda: "xgb",
-                  "xgb_nowarmup": lambda: ms.cost_model.XGBModel(num_warmup_samples=0, num_tuning_cores=TARGET["num-cores"],
-                                                                 tree_method="auto")}[model]()
+    if model == "aiop":
+        cost_model = aiop.load_cost_model(PRETRAINED, seed=seed)
+    elif model == "xgb_nowarmup":
+        cost_model = ms.cost_model.XGBModel(num_warmup_samples=0, num_tuning_cores=TARGET["num-cores"], tree_method="auto")
+    else:
+        cost_model = "xgb"
     with tempfile.TemporaryDirectory(prefix=f"ms_online_{name}_") as work_dir, skip_tensor_intrin_import():
         db = ms.database.JSONDatabase(path_workload=f"{work_dir}/wl.json", path_tuning_record=f"{work_dir}/rec.json")
         t0 = time.perf_counter()

@@ -263,6 +263,11 @@ def fit_ranker(graphs: list[Graph], costs, *, seed: int = 0, objective: str = RA
     return xgboost.train(params, data, num_boost_round=RANKER_ROUNDS)
 
 
+def ranker_scores(ranker: xgboost.Booster, graphs: list[Graph]) -> np.ndarray:
+    """The online ranker's scores of ``graphs`` (higher = predicted faster)."""
+    return ranker.predict(xgboost.DMatrix(summed_features(graphs))).astype(np.float64)
+
+
 def blend_weight(records: int, half: float = BLEND_HALF) -> float:
     """Weight of the online ranker once ``records`` of the workload are measured: grows from 0
     (no data: GNN only) towards 1, 1/2 at ``half`` records."""
@@ -282,8 +287,7 @@ def hybrid_score(model: StoreGNN, graphs: list[Graph], ranker: xgboost.Booster |
     if ranker is None or not graphs:
         return gnn
     w = blend_weight(records, half)
-    ranked = ranker.predict(xgboost.DMatrix(summed_features(graphs))).astype(np.float64)
-    return (1 - w) * _zscore(gnn) + w * _zscore(ranked)
+    return (1 - w) * _zscore(gnn) + w * _zscore(ranker_scores(ranker, graphs))
 
 
 # ------------------------------------------------------------------------ MetaSchedule glue
@@ -345,9 +349,10 @@ class AIOPCostModel(PyCostModel):
         costs.extend(_mean_cost(r) for r in results)
         if len(costs) < self.min_records:
             return
-        self.rankers[key] = fit_ranker(graphs, np.array(costs), seed=self.seed + len(costs))
+        measured = np.array(costs)
+        self.rankers[key] = fit_ranker(graphs, measured, seed=self.seed + len(costs))
         if self.finetune_epochs > 0:
-            train(self.model, [(graphs, np.array(costs))], epochs=self.finetune_epochs, lr=self.finetune_lr,
+            train(self.model, [(graphs, measured)], epochs=self.finetune_epochs, lr=self.finetune_lr,
                   seed=self.seed + len(costs))
 
     def predict(self, context, candidates) -> np.ndarray:

@@ -10,16 +10,11 @@ import tvm_ffi
 LIB_DIR = Path(__file__).resolve().parent / "lib"
 
 
-def library_path(name: str) -> Path:
-    """Where CMake puts the library ``name`` (a target of CMakeLists.txt)."""
-    return LIB_DIR / f"lib{name}.so"
-
-
 @cache
 def load_library(name: str) -> tvm_ffi.Module:
     """Load ``lib<name>.so``; loading runs its static initialisers, which register its
     global functions. A missing library is an ImportError that says how to build it."""
-    path = library_path(name)
+    path = LIB_DIR / f"lib{name}.so"
     if not path.exists():
         raise ImportError(f"tvm_fusion: the C++ library {path} is not built; run "
                           "`pip install -e . --no-build-isolation --no-deps` in the repository root "
