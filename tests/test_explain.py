@@ -367,6 +367,21 @@ def test_shipped_classifier_accuracy_floor_on_a_held_out_network(fusion):
 
 
 @pytest.mark.parametrize("fusion", ["lbdf", "brr"])
+def test_shipped_classifier_regresses_the_cost_models_requirement(fusion):
+    """log2 F_hat vs the C++ cost model's F_beta on 150 fixed resnet18 groups (never trained on)."""
+    from tvm_fusion import zoo
+
+    g = zoo.opgraph("resnet18")
+    groups = sample_groups(g, random.Random(1234), 2, 150, max_bfs_size=40)[:150]
+    f_beta = np.asarray(CostModel(g, Accelerator(128 * 1024, fusion=fusion)).evaluate(groups).buffer_bytes, float)
+    enc, model = GroupEncoder(g), classifier.load(fusion)
+    with torch.no_grad():
+        pred = np.array([float(model.log_requirement(d.x, d.edge_index))
+                         for d in (enc.encode(grp, 128 * 1024) for grp in groups)])
+    assert np.mean(np.abs(pred - np.log2(f_beta))) < 0.15  # measured 0.026 (lbdf), 0.081 (brr): 2% / 6%
+
+
+@pytest.mark.parametrize("fusion", ["lbdf", "brr"])
 def test_shipped_weights_match_the_encoder(fusion):
     """tvm_fusion/data/ weights load for the current features (else: rerun train_validity.py)."""
     m = classifier.load(fusion)
