@@ -5,6 +5,12 @@ search's own random convex partitions (the groups a search actually proposes) an
 closures of BFS-grown connected sets (to get enough large, invalid groups). Labels come
 from the C++ cost model, never from a Python re-derivation. The dataset is cached on disk
 as npz keyed by :data:`VERSION`, the zoo's graph version, fusion type and sampling options.
+
+Node features (:class:`GroupEncoder`) are per op and depend on neither the group nor the
+buffer: op family, row class, shape scalars, and log2 element counts of the op's own terms
+of the cost model's buffer requirement (:func:`node_size_table`). Which of them count in a
+group, and how they add up, is left to the GNN; the classifier regresses the group's F_beta
+(a training target, never a feature) and compares it with the buffer.
 """
 
 from __future__ import annotations
@@ -22,11 +28,12 @@ import torch
 from torch_geometric.data import Data
 from tqdm import tqdm
 
-from ..graph import GLOBAL, OpGraph
+from ..cost import STREAMED_REDUCTIONS
+from ..graph import GLOBAL, WINDOWED, OpGraph
 from .reach import Reach, internal_edges
 
 #: Bump when features, samplers or labels change: invalidates caches and shipped weights.
-VERSION = "get-ds-3"
+VERSION = "get-ds-6"
 
 #: Buffer sizes the classifier is trained on (KiB), the paper's range.
 BUFFER_KB = (128, 256, 512, 1024, 2048)
@@ -45,14 +52,12 @@ _FAMILY_OF = {"conv2d": "conv2d", "depthwise_conv2d": "depthwise_conv2d", "dense
               "slice": "data_movement", "resize2d": "data_movement"}
 _FAMILY_INDEX = {f: i for i, f in enumerate(FAMILIES)}
 
-#: Element counts per node that are also given relative to the buffer (see node_size_table).
-SIZES = ("in", "in_row", "in_window", "in_window_shared", "out", "out_row", "out_window", "weight", "filter")
+#: Element counts per node, given as log2(1 + elements) (see node_size_table).
+SIZES = ("in", "in_row", "in_rows", "in_held", "in_held_shared", "out", "out_row", "out_held", "weight", "filter")
 
 _STATIC = len(FAMILIES) + 3 + 11  # op family, row class, shape/op scalars
-NUM_FEATURES = _STATIC + 2 * len(SIZES) + 1  # + linear and log2 sizes relative to the buffer, log2 buffer
-
-_REL_CLIP = 8.0  # linear ratios saturate: anything 8x the buffer is "far too big"
-_LOG_FLOOR = -24.0
+NUM_FEATURES = _STATIC + len(SIZES) + 1  # + log2 absolute sizes, log2 buffer (last column)
+SIZE_COLUMNS = list(range(_STATIC, _STATIC + len(SIZES)))  # "filter" last
 
 
 def _log2p(x: float) -> float:
@@ -86,47 +91,96 @@ def node_feature_table(graph: OpGraph) -> np.ndarray:
     return np.stack(rows) if rows else np.zeros((0, _STATIC), np.float32)
 
 
-def node_size_table(graph: OpGraph) -> np.ndarray:
-    """Per-node element counts (float64 [N, len(SIZES)]), from shapes and weights only.
+def _rows_needed(reader, t) -> int:
+    """Rows of tensor ``t`` op ``reader`` needs at once (the cost model's r(c, t), capped at H_t)."""
+    if reader.row_class == GLOBAL:
+        r = 1 if reader.kind in STREAMED_REDUCTIONS else t.rows
+    elif reader.row_class == WINDOWED:
+        r = reader.kernel_h_eff + reader.stride[0] - 1
+    else:
+        r = 1
+    return min(t.rows, r)
 
-    in / in_row: all input elements and one row of each input; in_window: the input rows the
-    op reads per output row (kernel height, whole tensor for global ops); in_window_shared:
-    the same divided among the input's consumers (a tensor read by two ops of a group is
-    held once); out / out_row /
-    out_window likewise for the output as its consumers read it; weight: weight elements;
-    filter: one filter's weights (what BRR keeps on chip).
+
+def graph_lags(graph: OpGraph) -> np.ndarray:
+    """Lag of every tensor when the whole graph streams as one group (graph inputs at 0).
+
+    The cost model's lag rule (docs/cost_model.md, "Lag") applied to the full graph instead of
+    a group: it does not depend on the group, and lag differences between the inputs of a merge
+    equal the group's whenever the group contains both branches back to their fork.
     """
-    rows, n_readers = [], [0] * len(graph.tensors)
+    lag = np.zeros(len(graph.tensors))
+    for node in graph.nodes:  # node ids are topological
+        ins = list(dict.fromkeys(node.inputs))
+        if node.row_class == GLOBAL:
+            lag[node.output] = 1.0 + max((lag[x] for x in ins), default=0.0)
+        elif node.row_class == WINDOWED:
+            lag[node.output] = max((lag[x] + (node.kernel_h_eff - 1) / graph.tensors[x].rows for x in ins),
+                                   default=0.0)
+        else:
+            lag[node.output] = max((lag[x] for x in ins), default=0.0)
+    return lag
+
+
+def node_size_table(graph: OpGraph) -> np.ndarray:
+    """Per-node element counts (float64 [N, len(SIZES)]) from shapes, weights and graph lags only.
+
+    These are the per-op terms of the cost model's buffer requirement, computed from the op's
+    own tensors and never from the group (the group's F_beta is not a feature; which terms add
+    up, and how, is left to the GNN):
+
+    - in / in_row: all input elements and one row of each input;
+    - in_rows: sum over inputs x of r(v, x) * R_x, the rows the op itself needs (kernel height +
+      stride - 1 for windowed ops, the whole map for global ops except streamed reductions,
+      one row otherwise; docs/cost_model.md, "Rows held on chip");
+    - in_held: in_rows, plus at a merge of >= 2 tensors the rows an early branch is kept until
+      the late one catches up, 1 + ceil(skew * H_x), with the skew from :func:`graph_lags`
+      (exact when the group holds the whole fork-merge block; the GNN sees when it does not);
+    - in_held_shared: in_held with each input's term divided among that tensor's readers (a
+      tensor read by two ops of a group is held once, at the larger need);
+    - out / out_row: output elements and one output row (the row staged for a write-back);
+    - out_held: the largest in_held term any consumer has for the output (one row if none);
+    - weight: weight elements (LBDF keeps them all on chip, an additive term);
+    - filter: one filter's weights (BRR keeps the largest one, a max term).
+    """
+    tensors, lag = graph.tensors, graph_lags(graph)
+    readers = [0] * len(tensors)
     for node in graph.nodes:
         for t in set(node.inputs):
-            n_readers[t] += 1
+            readers[t] += 1
+    held: list[dict[int, int]] = []  # per node: input tensor id -> elements it holds
     for node in graph.nodes:
-        out = graph.tensors[node.output]
-        ins = [graph.tensors[t] for t in dict.fromkeys(node.inputs)]
-
-        def window(t, reader):
-            return t.numel if reader.row_class == GLOBAL else t.row_elems * min(t.rows, reader.kernel_h_eff)
-
-        consumers = [graph.nodes[c] for c in graph.succs(node.id)]
+        ins = list(dict.fromkeys(node.inputs))
+        latest = max((lag[x] for x in ins), default=0.0)
+        h = {}
+        for x in ins:
+            t, r = tensors[x], _rows_needed(node, tensors[x])
+            if len(ins) >= 2:
+                r = min(t.rows, max(r, 1 + math.ceil((latest - lag[x]) * t.rows - 1e-9)))
+            h[x] = r * t.row_elems
+        held.append(h)
+    rows = []
+    for node, h in zip(graph.nodes, held):
+        out = tensors[node.output]
+        ins = [tensors[t] for t in h]
         rows.append([
-            sum(t.numel for t in ins), sum(t.row_elems for t in ins), sum(window(t, node) for t in ins),
-            sum(window(t, node) / max(1, n_readers[t.id]) for t in ins),
-            out.numel, out.row_elems, max([window(out, c) for c in consumers], default=out.row_elems),
+            sum(t.numel for t in ins), sum(t.row_elems for t in ins),
+            sum(_rows_needed(node, t) * t.row_elems for t in ins), sum(h.values()),
+            sum(v / max(1, readers[x]) for x, v in h.items()),
+            out.numel, out.row_elems,
+            max([held[c][node.output] for c in graph.succs(node.id)], default=out.row_elems),
             node.weight_elems, -(-node.weight_elems // max(1, node.out_channels)),
         ])
     return np.array(rows, dtype=np.float64).reshape(len(graph.nodes), len(SIZES))
 
 
-def relative_sizes(sizes: np.ndarray, buffer_elems: int) -> np.ndarray:
-    """Sizes over the buffer, linear (clipped) and log2: sum pooling adds the linear ones up."""
-    r = sizes / float(buffer_elems)
-    lin = np.minimum(r, _REL_CLIP)
-    log = np.log2(np.maximum(r, 2.0 ** _LOG_FLOOR))
-    return np.concatenate([lin, log], axis=1).astype(np.float32)
-
-
 class GroupEncoder:
     """Turns (group, buffer) into a PyG ``Data`` for one graph (cached node tables).
+
+    Node features never depend on the buffer: sizes are absolute (log2 elements), so the
+    classifier can regress the buffer-free F_beta. The buffer enters only as the last
+    column, log2(buffer elements), broadcast to every node, which the classifier subtracts
+    from its predicted log2 F_beta (see classifier.ValidityGNN).
 
     ``buffer_bytes`` is in elements of the accelerator's data type, i.e. bytes at the
     default 1 byte per element (callers with wider elements pass buffer_bytes // b).
@@ -136,7 +190,7 @@ class GroupEncoder:
         self.graph = graph
         self.reach = Reach(graph)
         self.table = node_feature_table(graph)
-        self.sizes = node_size_table(graph)
+        self.sizes = np.log2(1.0 + node_size_table(graph)).astype(np.float32)
 
     def encode(self, group, buffer_bytes: int) -> Data:
         nodes = sorted(int(n) for n in group)
@@ -148,7 +202,7 @@ class GroupEncoder:
         edges = internal_edges(self.reach, nodes)
         x = np.empty((len(nodes), NUM_FEATURES), dtype=np.float32)
         x[:, :_STATIC] = self.table[nodes]
-        x[:, _STATIC:-1] = relative_sizes(self.sizes[nodes], buffer_bytes)
+        x[:, _STATIC:-1] = self.sizes[nodes]
         x[:, -1] = math.log2(buffer_bytes)  # graph-level feature broadcast to every node
         if edges:
             fw = np.array([[local[u] for u, _ in edges], [local[v] for _, v in edges]], dtype=np.int64)
@@ -231,6 +285,14 @@ class GroupDataset:
         return cls(str(z["fusion"]), [str(s) for s in z["networks"]], z["network_of"], groups,
                    tuple(int(b) for b in z["buffer_kb"]), z["fits"], z["f_beta"])
 
+    def pyg_groups(self, graphs: dict[str, OpGraph], mask: np.ndarray | None = None) -> list[Data]:
+        """One ``Data`` per group with all buffer sizes (see :func:`group_sample`): what training uses."""
+        encoders = {name: GroupEncoder(graphs[name]) for name in self.networks}
+        idx = np.arange(len(self.groups)) if mask is None else np.flatnonzero(mask)
+        buffers = [kb * 1024 for kb in self.buffer_kb]
+        return [group_sample(encoders[self.networks[self.network_of[i]]], self.groups[i], buffers,
+                             self.f_beta[i], self.fits[i]) for i in idx]
+
     def pyg(self, graphs: dict[str, OpGraph], mask: np.ndarray | None = None) -> list[Data]:
         """One ``Data`` per (group, buffer size) with ``y`` = 1 when the group does NOT fit."""
         encoders = {name: GroupEncoder(graphs[name]) for name in self.networks}
@@ -243,6 +305,24 @@ class GroupDataset:
                 out.append(Data(x=d.x, edge_index=d.edge_index,
                                 y=torch.tensor([float(not self.fits[i, j])])))
         return out
+
+
+def group_sample(encoder: GroupEncoder, group, buffer_bytes, f_beta, fits) -> Data:
+    """A group labelled at several buffer sizes, for training and validation.
+
+    ``y`` [1, B] is 1 where the group does NOT fit ``buffer_bytes[j]``, ``log_buffer`` [1, B]
+    the log2 buffers, ``log_fbeta`` [1] the log2 of the cost model's F_beta (the same at every
+    buffer size; the regression target). x carries log2 of the first buffer in its last column.
+    """
+    f_beta = np.asarray(f_beta, dtype=np.float64).reshape(-1)
+    if len(f_beta) and np.any(f_beta != f_beta[0]):
+        raise ValueError(f"group {tuple(group)} of {encoder.graph.name!r}: F_beta differs across buffer sizes "
+                         f"({f_beta.tolist()}); the margin classifier assumes it does not")
+    d = encoder.encode(group, int(buffer_bytes[0]))
+    return Data(x=d.x, edge_index=d.edge_index,
+                y=torch.tensor([[float(not f) for f in fits]]),
+                log_buffer=torch.tensor([[math.log2(b) for b in buffer_bytes]]),
+                log_fbeta=torch.tensor([math.log2(max(float(f_beta[0]), 1.0))]))
 
 
 def cache_dir() -> Path:

@@ -21,6 +21,7 @@ import warnings
 
 import numpy as np
 import torch
+from torch import nn
 from torch_geometric.data import Batch
 from torch_geometric.explain import Explainer, GNNExplainer, PGExplainer
 
@@ -29,6 +30,20 @@ from .dataset import GroupEncoder, bfs_group
 
 _MODEL_CONFIG = dict(mode="binary_classification", task_level="graph", return_type="raw")
 _INVALID = torch.tensor([1])
+
+
+class _MarginView(nn.Module):
+    """A private copy of the classifier whose output is its logit over the scale s, i.e. in
+    log2 units of F_hat / buffer (same sign). The explainers' losses need it: at s ~ 10 the raw
+    logit of a group twice the buffer is ~ 10, its sigmoid rounds to 1 in float32, and
+    GNNExplainer's gradient, hence every mask, is exactly 0."""
+
+    def __init__(self, model: ValidityGNN):
+        super().__init__()
+        self.model = copy.deepcopy(model)
+
+    def forward(self, x, edge_index, batch=None, edge_weight=None):
+        return self.model(x, edge_index, batch, edge_weight) / self.model.log_scale.exp()
 
 
 def _rank_by_mask(data, edge_mask: torch.Tensor) -> list[tuple[int, int]]:
@@ -46,7 +61,7 @@ class GNNExplainerRanker:
 
     def __init__(self, model: ValidityGNN, epochs: int = 30, lr: float = 0.05, seed: int = 0):
         self.seed = seed
-        self.explainer = Explainer(model=copy.deepcopy(model), algorithm=GNNExplainer(epochs=epochs, lr=lr),
+        self.explainer = Explainer(model=_MarginView(model), algorithm=GNNExplainer(epochs=epochs, lr=lr),
                                    explanation_type="phenomenon", node_mask_type=None,
                                    edge_mask_type="object", model_config=_MODEL_CONFIG)
 
@@ -74,7 +89,7 @@ class PGExplainerRanker:
         if key in self._trained:
             return self._trained[key]
         torch.manual_seed(self.seed)
-        explainer = Explainer(model=copy.deepcopy(self.model), algorithm=PGExplainer(epochs=self.epochs, lr=self.lr),
+        explainer = Explainer(model=_MarginView(self.model), algorithm=PGExplainer(epochs=self.epochs, lr=self.lr),
                               explanation_type="phenomenon", edge_mask_type="object", model_config=_MODEL_CONFIG)
         rng = random.Random(self.seed)
         pool = []
