@@ -28,16 +28,20 @@ SHAPE = (1, 16, 32, 32)
 BUFFERS_KB = (4, 8, 16, 32)
 
 
+def _labelled_dags(seeds, n_bfs):
+    """Per random DAG: its encoder, sampled groups and the cost model's verdicts at every buffer."""
+    for s in seeds:
+        g = random_dag(40, seed=s, shape=SHAPE)
+        groups = sample_groups(g, random.Random(s), 3, n_bfs, max_bfs_size=24)
+        yield GroupEncoder(g), groups, [CostModel(g, Accelerator(kb * 1024)).evaluate(groups) for kb in BUFFERS_KB]
+
+
 def _labelled(seeds, n_bfs=80):
     """(group, buffer) samples of random DAGs, each with a cost-model label."""
     out = []
-    for s in seeds:
-        g = random_dag(40, seed=s, shape=SHAPE)
-        enc = GroupEncoder(g)
-        groups = sample_groups(g, random.Random(s), 3, n_bfs, max_bfs_size=24)
-        for kb in BUFFERS_KB:
-            costs = CostModel(g, Accelerator(kb * 1024)).evaluate(groups)
-            for grp, fits in zip(groups, costs.fits):
+    for enc, groups, costs in _labelled_dags(seeds, n_bfs):
+        for kb, c in zip(BUFFERS_KB, costs):
+            for grp, fits in zip(groups, c.fits):
                 d = enc.encode(grp, kb * 1024)
                 out.append(Data(x=d.x, edge_index=d.edge_index, y=torch.tensor([float(not fits)])))
     return out
@@ -46,11 +50,7 @@ def _labelled(seeds, n_bfs=80):
 def _group_samples(seeds, n_bfs=80):
     """Group samples (F_beta target, labels at every buffer) of random DAGs, for training."""
     out = []
-    for s in seeds:
-        g = random_dag(40, seed=s, shape=SHAPE)
-        enc = GroupEncoder(g)
-        groups = sample_groups(g, random.Random(s), 3, n_bfs, max_bfs_size=24)
-        costs = [CostModel(g, Accelerator(kb * 1024)).evaluate(groups) for kb in BUFFERS_KB]
+    for enc, groups, costs in _labelled_dags(seeds, n_bfs):
         for i, grp in enumerate(groups):
             out.append(group_sample(enc, grp, [kb * 1024 for kb in BUFFERS_KB],
                                     [c.buffer_bytes[i] for c in costs], [c.fits[i] for c in costs]))
