@@ -313,10 +313,7 @@ NOTES = """## Reading these results
   accurate classifier. With the earlier, less accurate classifier (held-out F1 0.93 / 0.91,
   an MLP on pooled node states) pg and gnne did better on the headline (-12.0% / -11.5% at
   seeds 0-2) and rg worse (-7.2%), and GET was lower in slightly more grid cells (gnne 20/31,
-  pg 18/31, rg 26/39). GNNExplainer with op masks as well as edge masks (an edge scored by its
-  mask plus its two ops') was tried on networks outside this grid and not kept: on 6 LBDF
-  128 KB cells (resnet101, mobilenet_v3_large, efficientnet_b0; RS and NSGA-II, 2000 plans,
-  3 seeds) it lowered DRAM by 4.2% on average, edge masks alone by 6.5%, better in 5 of 6.
+  pg 18/31, rg 26/39).
 - **Where GET does not help.** (1) LS: local search with random splits already matches or
   beats the interval DP on most networks (fusion_search.md), so there is little to gain, and
   GET's split of a given group is deterministic (memoised) where the random splitter
