@@ -317,7 +317,7 @@ def group_sample(encoder: GroupEncoder, group, buffer_bytes, f_beta, fits) -> Da
     f_beta = np.asarray(f_beta, dtype=np.float64).reshape(-1)
     if len(f_beta) and np.any(f_beta != f_beta[0]):
         raise ValueError(f"group {tuple(group)} of {encoder.graph.name!r}: F_beta differs across buffer sizes "
-                         f"({f_beta.tolist()}); the margin classifier assumes it does not")
+                         f"({f_beta.tolist()}); the classifier regresses one F_beta per group")
     d = encoder.encode(group, int(buffer_bytes[0]))
     return Data(x=d.x, edge_index=d.edge_index,
                 y=torch.tensor([[float(not f) for f in fits]]),
