@@ -28,7 +28,6 @@ import copy
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +37,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # sibling benchmark scripts
 
-from ms_cost_model import RESULTS, fit_xgb, load_workloads, metrics  # noqa: E402
+from ms_cost_model import RESULTS, fit_xgb, load_workloads, metrics, predict_timing  # noqa: E402
 from ms_online import HELD_OUT  # noqa: E402
 from predictor import metaschedule as aiop  # noqa: E402
 
@@ -118,22 +117,6 @@ def simulated_search(pre, held, graphs, table, draw: int, seed: int) -> dict[str
     return found
 
 
-def ranker_timing(graphs: list, costs: np.ndarray, pre) -> dict:
-    """ms per 512 candidates (one thread, best of 20 interleaved rounds): the GNN's score vs the
-    default blend with a ranker fitted on 64 records (what predict adds on top of feature
-    extraction + edges)."""
-    g512 = (graphs * (512 // len(graphs) + 1))[:512]
-    ranker = aiop.fit_ranker(graphs[:64], costs[:64])
-    fns = {"gnn": lambda: aiop.score(pre, g512), "gnn_ranker": lambda: aiop.hybrid_score(pre, g512, ranker, 64)}
-    rounds = {name: [] for name in fns}
-    for _ in range(21):  # the first round warms up
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            rounds[name].append(1000 * (time.perf_counter() - t0))
-    return {name: min(r[1:]) for name, r in rounds.items()}
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--draws", type=int, default=3, help="random k-record draws per workload and k")
@@ -157,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         pre = aiop.pretrain([(graphs[w.name], w.costs) for w in workloads if w is not held], epochs=30, seed=args.seed)
         gs = graphs[held.name]
         if timing is None:
-            timing = ranker_timing(gs, held.costs, pre)
+            timing = predict_timing(workloads, extractor, pre)
         for k in SHOTS:
             for draw in range(args.draws):
                 perm = np.random.default_rng([args.seed, k, draw]).permutation(len(gs))
@@ -215,8 +198,8 @@ def write_results(args, argv, workloads: list[str], rows: dict, search: dict, ti
         f"AIOPCostModel's default: {DEFAULT} (aiop.ONLINE_RECIPE). Chosen for top-of-ranking quality (top-5, top-16)"
         f" at about equal SRCC; top-1 (one hit in {len(workloads) * args.draws} draws per k is"
         f" {1 / (len(workloads) * args.draws):.3f}) is too sparse to choose by.",
-        f"Per 512 candidates (1 thread, best of 20): GNN score {timing['gnn']:.1f} ms, GNN + ranker blend"
-        f" {timing['gnn_ranker']:.1f} ms (ranker adds {timing['gnn_ranker'] - timing['gnn']:.1f} ms).",
+        f"Per 512 candidates (ms_cost_model.predict_timing, 1 thread): GNN score {timing['gnn_ms_per_512']:.1f} ms,"
+        f" ranker and blend {timing['ranker_ms_per_512']:.1f} ms.",
     ]
     RESULTS.mkdir(exist_ok=True)
     out = {"command": cmd.strip(), "workloads": workloads, "shots": SHOTS, "draws": args.draws,
