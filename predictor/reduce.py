@@ -296,7 +296,7 @@ class AIOPEstimator:
         self.models = [model] if self.single else list(model)
         if not self.models:
             raise ValueError("AIOPEstimator needs at least one model")
-        self.model, self.family, self.task = self.models[0], family, task
+        self.family, self.task = family, task
         self.head = head or head_name(family, task)
         for m in self.models:
             if self.head != ZERO_SHOT and self.head not in m.model.heads:
@@ -313,7 +313,7 @@ class AIOPEstimator:
         g = graphs.network_graph(self.family, self.task, arch)
         self._flops[arch] = g.total_flops / 1e6
         if arch not in self._scores:
-            self._items[arch] = features.to_data(g, self.model.kinds)
+            self._items[arch] = features.to_data(g, self.models[0].kinds)
 
     def flops(self, arch) -> float:
         if arch not in self._flops:

@@ -13,9 +13,10 @@ gates its own candidate terms (the op's cost-term element counts, ``dataset.SIZE
 sigmoids computed from its GNN state, and the gated terms are sum pooled (the filter term max
 pooled) into F_hat, in elements. The buffer size is an input that enters the logit only as
 its margin, ``s * (log2 F_hat - log2 buffer) + bias`` (> 0 means "invalid"), so one model
-covers all sizes and the decision is buffer-calibrated by construction. Trained on each distinct group once: Huber loss on log2 F_beta plus BCE on the
-logits at every buffer size. The decision threshold is chosen on validation groups of training
-networks and folded into the bias.
+covers all sizes and the decision is buffer-calibrated by construction. Trained on each
+distinct group once: Huber loss on log2 F_beta plus BCE on the logits at every buffer size.
+The decision threshold is chosen on validation groups of training networks and folded into
+the bias.
 """
 
 from __future__ import annotations

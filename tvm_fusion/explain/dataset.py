@@ -148,24 +148,26 @@ def node_size_table(graph: OpGraph) -> np.ndarray:
     for node in graph.nodes:
         for t in set(node.inputs):
             readers[t] += 1
+    needed: list[int] = []  # per node: elements of its inputs it needs itself
     held: list[dict[int, int]] = []  # per node: input tensor id -> elements it holds
     for node in graph.nodes:
         ins = list(dict.fromkeys(node.inputs))
         latest = max((lag[x] for x in ins), default=0.0)
+        own = {x: _rows_needed(node, tensors[x]) for x in ins}
         h = {}
-        for x in ins:
-            t, r = tensors[x], _rows_needed(node, tensors[x])
+        for x, r in own.items():
+            t = tensors[x]
             if len(ins) >= 2:
                 r = min(t.rows, max(r, 1 + math.ceil((latest - lag[x]) * t.rows - 1e-9)))
             h[x] = r * t.row_elems
+        needed.append(sum(r * tensors[x].row_elems for x, r in own.items()))
         held.append(h)
     rows = []
-    for node, h in zip(graph.nodes, held):
+    for node, need, h in zip(graph.nodes, needed, held):
         out = tensors[node.output]
         ins = [tensors[t] for t in h]
         rows.append([
-            sum(t.numel for t in ins), sum(t.row_elems for t in ins),
-            sum(_rows_needed(node, t) * t.row_elems for t in ins), sum(h.values()),
+            sum(t.numel for t in ins), sum(t.row_elems for t in ins), need, sum(h.values()),
             sum(v / max(1, readers[x]) for x, v in h.items()),
             out.numel, out.row_elems,
             max([held[c][node.output] for c in graph.succs(node.id)], default=out.row_elems),
