@@ -152,6 +152,39 @@ struct Graph {
   }
 };
 
+/*! \brief Lag of node `v`'s output from the lags of its inputs (docs/cost_model.md, "Lag"). */
+double OutputLag(const Graph& g, int64_t v, const std::vector<double>& lag) {
+  double base = 0.0;
+  for (int64_t i = g.in_ptr[v]; i < g.in_ptr[v + 1]; ++i) {
+    base = std::max(base, lag[g.in_idx[i]] + g.edge_lag[i]);
+  }
+  bool global = g.row_class[v] == kGlobal || g.row_class[v] == kGlobalReduce;
+  return global ? 1.0 + base : base;
+}
+
+/*! \brief Rows of its input edge `i` a consumer needs at once (docs/cost_model.md, "Rows held on
+ * chip"): its own need by row class, and at a merge (`merge`, the largest input lag `lmax`) enough
+ * for the earlier input to wait for the later one. Not capped at the tensor's rows. */
+int64_t NeededRows(const Graph& g, int64_t i, bool merge, double lmax,
+                   const std::vector<double>& lag) {
+  int64_t x = g.in_idx[i];
+  int64_t r = g.edge_rows[i];
+  if (merge) {
+    double skew = (lmax - lag[x]) * static_cast<double>(g.rows[x]) - 1e-9;
+    r = std::max(r, 1 + static_cast<int64_t>(std::ceil(skew)));
+  }
+  return r;
+}
+
+/*! \brief The largest lag among node `v`'s inputs if it merges >= 2 tensors, else 0 (unused). */
+double MergeLag(const Graph& g, int64_t v, const std::vector<double>& lag) {
+  double lmax = 0.0;
+  if (g.in_ptr[v + 1] - g.in_ptr[v] >= 2) {
+    for (int64_t i = g.in_ptr[v]; i < g.in_ptr[v + 1]; ++i) lmax = std::max(lmax, lag[g.in_idx[i]]);
+  }
+  return lmax;
+}
+
 /*! \brief Per-call scratch; entries are valid for a group when their mark equals its index. */
 struct Scratch {
   std::vector<int64_t> node_mark, tensor_mark, need;
@@ -191,7 +224,6 @@ Cost EvaluateGroup(const Graph& g, Scratch* s, int64_t gid, const int64_t* begin
   s->tensors.clear();
   int64_t weights = 0, max_slice = 0;
   for (int64_t v : s->nodes) {
-    double base = 0.0;
     for (int64_t i = g.in_ptr[v]; i < g.in_ptr[v + 1]; ++i) {
       int64_t x = g.in_idx[i];
       if (s->tensor_mark[x] != gid) {  // not produced earlier in the group: a group input
@@ -200,13 +232,10 @@ Cost EvaluateGroup(const Graph& g, Scratch* s, int64_t gid, const int64_t* begin
         s->need[x] = 0;
         s->tensors.push_back(x);
       }
-      double l = s->lag[x] + g.edge_lag[i];
-      base = std::max(base, l);
     }
     int64_t y = g.output[v];
     s->tensor_mark[y] = gid;
-    bool global = g.row_class[v] == kGlobal || g.row_class[v] == kGlobalReduce;
-    s->lag[y] = global ? 1.0 + base : base;
+    s->lag[y] = OutputLag(g, v, s->lag);
     s->need[y] = 0;
     s->tensors.push_back(y);
     weights += g.weight_elems[v];
@@ -214,20 +243,11 @@ Cost EvaluateGroup(const Graph& g, Scratch* s, int64_t gid, const int64_t* begin
   }
   // Pass 2: rows each consumer in the group needs of each input.
   for (int64_t v : s->nodes) {
-    int64_t first = g.in_ptr[v], last = g.in_ptr[v + 1];
-    bool merge = last - first >= 2;
-    double lmax = 0.0;
-    if (merge) {
-      for (int64_t i = first; i < last; ++i) lmax = std::max(lmax, s->lag[g.in_idx[i]]);
-    }
-    for (int64_t i = first; i < last; ++i) {
+    bool merge = g.in_ptr[v + 1] - g.in_ptr[v] >= 2;
+    double lmax = MergeLag(g, v, s->lag);
+    for (int64_t i = g.in_ptr[v]; i < g.in_ptr[v + 1]; ++i) {
       int64_t x = g.in_idx[i];
-      int64_t r = g.edge_rows[i];
-      if (merge) {
-        double skew = (lmax - s->lag[x]) * static_cast<double>(g.rows[x]) - 1e-9;
-        r = std::max(r, 1 + static_cast<int64_t>(std::ceil(skew)));
-      }
-      s->need[x] = std::max(s->need[x], r);
+      s->need[x] = std::max(s->need[x], NeededRows(g, i, merge, lmax, s->lag));
     }
   }
   // Pass 3: footprint and traffic per tensor.
@@ -346,9 +366,34 @@ Map<String, Function> MakeEvaluator(TensorView row_class, TensorView k_eff, Tens
     }
   };
   auto lower_bound = [g](int64_t bytes_per_element) { return LowerBound(*g, bytes_per_element); };
+  // Fills own[i] and held[i] per input edge i (in_idx order): the rows its consumer needs by its
+  // row class, and those plus the merge skew, both capped at the tensor's rows, with the whole
+  // graph streamed as one group (lags from the graph inputs). The GET features read them, so that
+  // these rules stay here only.
+  auto stream_terms = [g](TensorView own_out, TensorView held_out) {
+    int64_t* own = Int64Data(own_out, "own");
+    int64_t* held = Int64Data(held_out, "held");
+    int64_t n = static_cast<int64_t>(g->in_idx.size());
+    if (own_out.numel() != n || held_out.numel() != n) {
+      TVM_FFI_THROW(ValueError) << "tvm_fusion.cost: own and held must have len(in_idx) = " << n
+                                << " entries";
+    }
+    std::vector<double> lag(g->num_tensors, 0.0);
+    for (int64_t v = 0; v < g->num_nodes; ++v) lag[g->output[v]] = OutputLag(*g, v, lag);
+    for (int64_t v = 0; v < g->num_nodes; ++v) {
+      bool merge = g->in_ptr[v + 1] - g->in_ptr[v] >= 2;
+      double lmax = MergeLag(*g, v, lag);
+      for (int64_t i = g->in_ptr[v]; i < g->in_ptr[v + 1]; ++i) {
+        int64_t rows = g->rows[g->in_idx[i]];
+        own[i] = std::min(rows, g->edge_rows[i]);
+        held[i] = std::min(rows, NeededRows(*g, i, merge, lmax, lag));
+      }
+    }
+  };
   Map<String, Function> fns;
   fns.Set("evaluate", Function::FromTyped(evaluate, "tvm_fusion.cost.evaluate"));
   fns.Set("lower_bound", Function::FromTyped(lower_bound, "tvm_fusion.cost.lower_bound"));
+  fns.Set("stream_terms", Function::FromTyped(stream_terms, "tvm_fusion.cost.stream_terms"));
   return fns;
 }
 
@@ -358,6 +403,6 @@ Map<String, Function> MakeEvaluator(TensorView row_class, TensorView k_eff, Tens
 TVM_FFI_STATIC_INIT_BLOCK() {
   namespace refl = tvm::ffi::reflection;
   refl::GlobalDef().def("tvm_fusion.cost.make_evaluator", tvm_fusion::MakeEvaluator,
-                        "Flattened OpGraph arrays -> {'evaluate': fn, 'lower_bound': fn}; see "
+                        "Flattened OpGraph arrays -> {'evaluate', 'lower_bound', 'stream_terms'}; see "
                         "docs/cost_model.md");
 }

@@ -11,12 +11,12 @@ import torch
 from torch_geometric.data import Data
 
 from random_graphs import build, diamond, random_dag
-from tvm_fusion.cost import CostModel
+from tvm_fusion.cost import CostModel, stream_rows
 from tvm_fusion.graph import GLOBAL, ROW_LOCAL, WINDOWED, OpGraph, OpNode, TensorInfo
 from tvm_fusion.hardware import Accelerator
 from tvm_fusion.plan import is_connected, is_convex
 from tvm_fusion.explain import classifier
-from tvm_fusion.explain.dataset import (NUM_FEATURES, SIZES, GroupEncoder, bfs_group, graph_lags, group_sample,
+from tvm_fusion.explain.dataset import (NUM_FEATURES, SIZES, GroupEncoder, bfs_group, group_sample,
                                        node_size_table, sample_groups)
 from tvm_fusion.explain.explainers import EXPLAINERS, make_explainer
 from tvm_fusion.explain.reach import internal_edges
@@ -131,7 +131,8 @@ def test_sizes_of_a_strided_conv_and_a_streamed_squeeze_are_hand_worked():
              OpNode(1, "mean1", "mean", "relax.mean", (1,), 2, GLOBAL),
              OpNode(2, "mul2", "mul", "relax.multiply", (1, 2), 3, ROW_LOCAL)]
     g = OpGraph(nodes, tensors, [3], "se")
-    np.testing.assert_allclose(graph_lags(g), [0, 2 / 8, 1 + 2 / 8, 1 + 2 / 8])
+    # lags 0, 2/8 (t1), 1 + 2/8 (t2): mul2 holds 1 + ceil((10/8 - 2/8) * 4) = 5 rows of t1, capped at 4
+    assert stream_rows(g) == [{0: (4, 4)}, {1: (1, 1)}, {1: (1, 4), 2: (1, 1)}]
     sizes = dict(zip(SIZES, node_size_table(g).T))
     # conv0 reads k + s - 1 = 4 rows of 4*8; the mean one row of 4*4; mul2 one row of each input...
     np.testing.assert_allclose(sizes["in_rows"], [4 * 32, 16, 16 + 4])

@@ -89,6 +89,19 @@ def _flatten(graph: OpGraph) -> list[np.ndarray]:
     ]
 
 
+def stream_rows(graph: OpGraph) -> list[dict[int, tuple[int, int]]]:
+    """Per node, per distinct input tensor: (rows the node needs of it by its row class, rows it
+    holds when the whole graph streams as one group, i.e. plus a merge's skew), both capped at
+    the tensor's rows. Computed by the C++ cost model, so the GET features restate none of its
+    rules (docs/cost_model.md, "Lag" and "Rows held on chip")."""
+    arrays = _flatten(graph)
+    in_ptr, in_idx = arrays[6], arrays[7]
+    own, held = np.empty(len(in_idx), dtype=np.int64), np.empty(len(in_idx), dtype=np.int64)
+    _make_evaluator(*arrays)["stream_terms"](own, held)
+    return [{int(in_idx[i]): (int(own[i]), int(held[i])) for i in range(in_ptr[v], in_ptr[v + 1])}
+            for v in range(len(graph.nodes))]
+
+
 def _as_tuple(index: int, group) -> tuple:
     try:
         return tuple(group)

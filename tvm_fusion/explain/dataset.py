@@ -28,8 +28,8 @@ import torch
 from torch_geometric.data import Data
 from tqdm import tqdm
 
-from ..cost import STREAMED_REDUCTIONS
-from ..graph import GLOBAL, WINDOWED, OpGraph
+from ..cost import stream_rows
+from ..graph import GLOBAL, OpGraph
 from .reach import Reach, internal_edges
 
 #: Bump when features, samplers or labels change: invalidates caches and shipped weights.
@@ -91,37 +91,6 @@ def node_feature_table(graph: OpGraph) -> np.ndarray:
     return np.stack(rows) if rows else np.zeros((0, _STATIC), np.float32)
 
 
-def _rows_needed(reader, t) -> int:
-    """Rows of tensor ``t`` op ``reader`` needs at once (the cost model's r(c, t), capped at H_t)."""
-    if reader.row_class == GLOBAL:
-        r = 1 if reader.kind in STREAMED_REDUCTIONS else t.rows
-    elif reader.row_class == WINDOWED:
-        r = reader.kernel_h_eff + reader.stride[0] - 1
-    else:
-        r = 1
-    return min(t.rows, r)
-
-
-def graph_lags(graph: OpGraph) -> np.ndarray:
-    """Lag of every tensor when the whole graph streams as one group (graph inputs at 0).
-
-    The cost model's lag rule (docs/cost_model.md, "Lag") applied to the full graph instead of
-    a group: it does not depend on the group, and lag differences between the inputs of a merge
-    equal the group's whenever the group contains both branches back to their fork.
-    """
-    lag = np.zeros(len(graph.tensors))
-    for node in graph.nodes:  # node ids are topological
-        ins = list(dict.fromkeys(node.inputs))
-        if node.row_class == GLOBAL:
-            lag[node.output] = 1.0 + max((lag[x] for x in ins), default=0.0)
-        elif node.row_class == WINDOWED:
-            lag[node.output] = max((lag[x] + (node.kernel_h_eff - 1) / graph.tensors[x].rows for x in ins),
-                                   default=0.0)
-        else:
-            lag[node.output] = max((lag[x] for x in ins), default=0.0)
-    return lag
-
-
 def node_size_table(graph: OpGraph) -> np.ndarray:
     """Per-node element counts (float64 [N, len(SIZES)]) from shapes, weights and graph lags only.
 
@@ -134,8 +103,10 @@ def node_size_table(graph: OpGraph) -> np.ndarray:
       stride - 1 for windowed ops, the whole map for global ops except streamed reductions,
       one row otherwise; docs/cost_model.md, "Rows held on chip");
     - in_held: in_rows, plus at a merge of >= 2 tensors the rows an early branch is kept until
-      the late one catches up, 1 + ceil(skew * H_x), with the skew from :func:`graph_lags`
-      (exact when the group holds the whole fork-merge block; the GNN sees when it does not);
+      the late one catches up, 1 + ceil(skew * H_x), with the lags of the whole graph streamed
+      as one group (they do not depend on the group, and the skew between a merge's inputs
+      equals the group's whenever the group holds the whole fork-merge block; the GNN sees
+      when it does not);
     - in_held_shared: in_held with each input's term divided among that tensor's readers (a
       tensor read by two ops of a group is held once, at the larger need);
     - out / out_row: output elements and one output row (the row staged for a write-back);
@@ -143,25 +114,16 @@ def node_size_table(graph: OpGraph) -> np.ndarray:
     - weight: weight elements (LBDF keeps them all on chip, an additive term);
     - filter: one filter's weights (BRR keeps the largest one, a max term).
     """
-    tensors, lag = graph.tensors, graph_lags(graph)
+    tensors = graph.tensors
     readers = [0] * len(tensors)
     for node in graph.nodes:
         for t in set(node.inputs):
             readers[t] += 1
     needed: list[int] = []  # per node: elements of its inputs it needs itself
     held: list[dict[int, int]] = []  # per node: input tensor id -> elements it holds
-    for node in graph.nodes:
-        ins = list(dict.fromkeys(node.inputs))
-        latest = max((lag[x] for x in ins), default=0.0)
-        own = {x: _rows_needed(node, tensors[x]) for x in ins}
-        h = {}
-        for x, r in own.items():
-            t = tensors[x]
-            if len(ins) >= 2:
-                r = min(t.rows, max(r, 1 + math.ceil((latest - lag[x]) * t.rows - 1e-9)))
-            h[x] = r * t.row_elems
-        needed.append(sum(r * tensors[x].row_elems for x, r in own.items()))
-        held.append(h)
+    for rows in stream_rows(graph):  # the cost model's own rules, from C++
+        needed.append(sum(own * tensors[x].row_elems for x, (own, _) in rows.items()))
+        held.append({x: h * tensors[x].row_elems for x, (_, h) in rows.items()})
     rows = []
     for node, need, h in zip(graph.nodes, needed, held):
         out = tensors[node.output]
