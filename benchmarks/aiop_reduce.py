@@ -25,34 +25,38 @@ Tolerance (the issue's "1 percentage point or the task's equivalent"): accuracie
 (cifar10, class_scene, class_object, jigsaw) and segmentsemantic (a percent score, 91.9-94.8 in the
 file) use 1.0 point; autoencoder and normal are SSIM-like scores on a 0-1 scale, so 1 point is 0.01;
 room_layout is a negative L2 loss with no percent scale, so we use 1% of its label range in the file
-(0.0048). FLOPs: OpGraph.total_flops of predictor.graphs.network_graph (see predictor.reduce).
+(0.0048). FLOPs: the benchmark's own count (predictor.reduce.BenchmarkFlops: the data file's FLOPs of
+the full-size networks, exactly additive over (edge, op), so defined for every encoding).
 
     nice -n 10 python benchmarks/aiop_reduce.py [--quick] [--modes labelled,open] [--seeds 5]
+    nice -n 10 python benchmarks/aiop_reduce.py --ceiling
 
 The ``oracle`` column is the same search with the true labels as the estimator: everything it
 returns is within tolerance, so its median cut shows whether the 25% target is reachable at all
-with this search and budget. The search-tolerance factor of the strict table
-(one head: ``--members 1 --kappa 0 --search-tolerance=-1.0 --name aiop_reduce.strict``: a child must be *predicted* one tolerance
-better than the start) was chosen on validation tasks that are not in the tables (NB201
-cifar100 and ImageNet16-120; results/aiop_reduce.validation_tol*.md, factors 1, 0.5, 0, -0.5, -1):
-the share within tolerance rose from 30-34% to 41-49% while the median cut stayed >= 25%.
+with this search and budget.
 
-Estimator (default since the ensemble validation): 10 heads fine-tuned on bootstrap resamples of
-the N archs, and the search keeps a child if mean - 2 x std over members of its predicted
-difference to the start is >= -tolerance (``--members 10 --kappa 2``; ``--members 1 --kappa 0``
-is the one head of the earlier tables). Chosen on the two validation tasks only, by the highest
-mean share within tolerance with a median cut >= 25% on both (results/aiop_reduce.validation.md
-summarises the validation_*.md runs): 52%/29.5% cut on cifar100, 48%/26.5% on ImageNet16-120
-(mean share 49.8%), against one head at factor 1 (the old default) 32.4%, at factor -1 45.4% and
-at factor -2 49.0%, the last returning nothing in 33% of runs (the ensemble: 12.5%). A small gain
-over a stricter one-head threshold, then; kappa 0 (the members' mean) is worse than one head.
+Estimator (default): 10 heads fine-tuned on bootstrap resamples of the N archs; the search keeps
+a child if mean - kappa x std over members of its predicted difference to the start is >=
+-tolerance (``--members 10 --kappa`` predictor.reduce.DEFAULT_KAPPA). Every configuration is
+chosen on two validation tasks that are in no table (NB201 cifar100 and ImageNet16-120) by one
+rule: the highest mean share within tolerance with a median cut >= 25% on both.
+results/aiop_reduce.validation.md renders the committed validation_*.json runs
+(``--validation-summary``) and names the choice: kappa 2.5 over 10 members, against one head at
+search-tolerance factors 1 to -2 (``--members 1 --kappa 0 --search-tolerance=F``) and 5 members.
 
-``--start-label-weight W`` (separate configuration, results/aiop_reduce.start_label.md with
-W=3, factor 0, one head, chosen by the same rule on the validation tasks; never the default): a
-real user has trained the start, so its true label is known; each start's estimator is then
-fine-tuned on the N archs plus W copies of the start. This pulls the
-prediction at the start to its label and corrects the selection effect of starts drawn from the
-top quartile of true labels (their labels sit away from their predictions).
+``--start-label-weight W`` (separate configuration, results/aiop_reduce.start_label.md, chosen by
+the same rule among one-head configurations that use it; never the default): a real user has
+trained the start, so its true label is known; each start's estimator is then fine-tuned on the
+N archs plus W copies of the start. This pulls the prediction at the start to its label and
+corrects the selection effect of starts drawn from the top quartile of true labels (their labels
+sit away from their predictions).
+
+``--ceiling`` (results/aiop_reduce.ceiling.md, about 12 min): what estimator error the target
+needs. The same searches with the true labels plus per-architecture Gaussian noise of sigma
+tolerances, and with a sibling task's true labels (hindsight on every label), against the table
+estimator's *difference error*: the RMS error of its predicted child-minus-start difference on
+the decisions near the boundary, in the noisy oracle's units. The target needs sigma of about
+0.5 tolerance; the table estimator's error is also given for 20-400 fine-tuning labels.
 
 Rows are appended to results/<name>.rows.jsonl as they finish (rerun to resume; a changed
 configuration refuses to mix with old rows unless --fresh).
@@ -126,6 +130,15 @@ def pick_starts(task_recs, n: int, seed: int = 0):
     return random.Random(seed).sample(top, min(n, len(top)))
 
 
+def split_task(task_recs, n_starts: int, n_finetune: int):
+    """(starts, the other labelled records, the ``n_finetune`` of those the head is fine-tuned on);
+    seeded, so every study of a task uses the same starts and fine-tuning set."""
+    starts = pick_starts(task_recs, n_starts)
+    start_set = {r.arch for r in starts}
+    rest = sorted((r for r in task_recs if r.arch not in start_set), key=lambda r: repr(r.arch))
+    return starts, rest, random.Random(1).sample(rest, n_finetune)
+
+
 def summarise(rows, tols) -> dict:
     """Per (mode, task, method): returned, labelled, share within tolerance, median FLOPs cut."""
     out: dict = {}
@@ -154,15 +167,33 @@ def summarise(rows, tols) -> dict:
     return out
 
 
+#: difference_error counts children whose true difference to the start is within this many
+#: tolerances of the decision boundary (-1 tolerance): the decisions an error of that size can flip
+BOUNDARY_BAND = 2.0
+
+
+def difference_error(score_fn, flops_fn, space, starts, labels, allowed, max_edits, tol) -> float:
+    """An estimator's error on what the search decides, in tolerances: RMS over starts and their
+    labelled FLOPs-reducing neighbours near the boundary (true child-minus-start difference within
+    BOUNDARY_BAND tolerances of -1 tolerance) of (predicted - true) difference, / sqrt 2. The
+    ceiling study's noisy oracle errs by sigma sqrt 2 on every difference, so it scores sigma.
+    Far-off children are left out: a child 30 points worse is rejected whatever the error, and
+    tasks with heavy tails would otherwise be dominated by them. Ensembles: the members' mean."""
+    errs = []
+    for s in starts:
+        nb = [a for a in space.neighbours(s.arch, max_edits) if a in allowed and flops_fn(a) < flops_fn(s.arch)
+              and abs(labels[a] - s.label + tol) <= BOUNDARY_BAND * tol]
+        pred = np.asarray(score_fn([s.arch] + nb), dtype=np.float64).reshape(len(nb) + 1, -1).mean(1)
+        errs += list(pred[1:] - pred[0] - (np.array([labels[a] for a in nb]) - s.label))
+    return float(np.sqrt(np.mean(np.square(errs)) / 2)) / tol if errs else float("nan")
+
+
 def run_task(fam, task, recs, base, args, mode_seeds, done, write, progress):
     """All runs of one task: fine-tune the head, then (mode, seed, start) searches."""
     task_recs = [r for r in recs if r.family == fam and r.task == task]
     labels = {r.arch: r.label for r in task_recs}
     tol, _ = tolerance(fam, task, list(labels.values()))
-    starts = pick_starts(task_recs, args.starts)
-    start_set = {r.arch for r in starts}
-    rest = sorted((r for r in task_recs if r.arch not in start_set), key=lambda r: repr(r.arch))
-    ft = random.Random(1).sample(rest, args.n)
+    starts, rest, ft = split_task(task_recs, args.starts, args.n)
     ft_set = {r.arch for r in ft}
     head = head_name(fam, task)
     ft_feats = FeatureCache(graphs.build_graphs(ft + (starts if args.start_label_weight else []), progress=False))
@@ -171,8 +202,9 @@ def run_task(fam, task, recs, base, args, mode_seeds, done, write, progress):
         """The task's estimator, fine-tuned on the N archs plus ``extra`` records."""
         recs_ = ft + list(extra)
         if args.members == 1:
-            return R.AIOPEstimator(base.finetune(recs_, ft_feats, key_fn, head, seed=0), fam, task)
-        return R.AIOPEstimator(R.bootstrap_heads(base, recs_, ft_feats, key_fn, head, args.members, seed=0), fam, task)
+            return R.AIOPEstimator(base.finetune(recs_, ft_feats, key_fn, head, seed=0), fam, task, records=task_recs)
+        return R.AIOPEstimator(R.bootstrap_heads(base, recs_, ft_feats, key_fn, head, args.members, seed=0), fam, task,
+                               records=task_recs)
 
     est = estimator()
     per_start: dict = {}  # --start-label-weight: an estimator that also saw the start's own label
@@ -181,13 +213,11 @@ def run_task(fam, task, recs, base, args, mode_seeds, done, write, progress):
     held = random.Random(2).sample(held, min(args.srcc_archs, len(held)))
     pred = np.asarray(est([r.arch for r in held])).reshape(len(held), -1).mean(1)  # ensemble: the members' mean
     srcc = spearman(pred, [r.label for r in held])  # context: predictor quality
-    # sanity of the FLOPs source: the builders' graphs vs the benchmark's own FLOPs of the same archs
-    flops_srcc = spearman([est.flops(r.arch) for r in held], [r.flops for r in held])
     labelled_allowed = set(labels) - ft_set
     info = {"tolerance": tol, "finetune_archs": len(ft), "heldout_srcc": srcc, "heldout_archs": len(held),
-            "flops_srcc_vs_file": flops_srcc}
-    print(f"{fam}/{task}: tolerance {tol:.4g}, held-out SRCC of the fine-tuned head {srcc:.3f} ({len(held)} archs), "
-          f"SRCC of OpGraph FLOPs vs the data file's FLOPs {flops_srcc:.3f}")
+            "difference_error_tol": difference_error(est, est.flops, space, starts, labels, labelled_allowed,
+                                                     args.max_edits_labelled, tol)}
+    print(f"{fam}/{task}: tolerance {tol:.4g}, held-out SRCC of the fine-tuned head {srcc:.3f} ({len(held)} archs)")
     everything = set(itertools.product(range(len(space.ops)), repeat=space.num_edges)) - ft_set
     for mode, seeds, n_starts in mode_seeds:
         if mode == "open" and f"{fam}/{task}" not in args.open_tasks.split(","):
@@ -252,19 +282,21 @@ def write_report(rows, infos, config, seconds, name, resumed):
              + (f"The start's own true label is used (a user has trained the start): each start's estimator is "
                 f"fine-tuned on the N archs plus {config['start_label_weight']} copies of the start. "
                 if config["start_label_weight"] else "")
-             + 
-             "FLOPs = OpGraph.total_flops of the repository's network builders (their SRCC with the data file's "
-             "own FLOPs of the held-out archs is a column: a low value means the builder does not match the "
-             "benchmark's network for that encoding). "
+             + "FLOPs = the benchmark's own count (the data file's, extended exactly to every encoding by "
+             "predictor.reduce.BenchmarkFlops). "
              f"Wall time of this invocation {seconds / 60:.1f} min (nice -n 10, 1 torch thread; {resumed} of "
              f"{len(rows)} rows resumed from an earlier invocation).", "",
              "Cells: share of returned labelled archs whose true performance is within tolerance of the start "
-             "(returned / unlabelled in brackets), median FLOPs cut of returned archs.", ""]
+             "(returned / unlabelled in brackets), median FLOPs cut of returned archs. Difference error: RMS of the "
+             "estimator's error of the child-minus-start difference over each start's labelled FLOPs-reducing "
+             f"neighbours whose true difference is within {BOUNDARY_BAND:g} tolerances of the boundary, / sqrt 2, in "
+             "tolerances; results/aiop_reduce.ceiling.md shows what the target needs (`--ceiling`).", ""]
     for mode, per_task in summ.items():
         oracle = any(ORACLE in per_m for per_m in per_task.values())
-        lines += [f"## mode: {mode}", "", "| task | tolerance | SRCC (held-out) | FLOPs SRCC vs file | " + " | ".join(
+        lines += [f"## mode: {mode}", "", "| task | tolerance | SRCC (held-out) | " + " | ".join(
             f"{m} within tol | {m} median cut" for m in METHODS) + (" | oracle median cut" if oracle else "")
-            + " | AIO-P empty fronts | evaluations per run |", "|---" * (6 + 2 * len(METHODS) + oracle) + "|"]
+            + " | AIO-P difference error (tolerances) | AIO-P empty fronts | evaluations per run |",
+            "|---" * (7 + 2 * len(METHODS) + oracle) + "|"]
         wins, met = 0, []
         for task, per_m in per_task.items():
             cells = []
@@ -280,9 +312,10 @@ def write_report(rows, infos, config, seconds, name, resumed):
             if a is not None and a >= 0.8 and cut is not None and cut >= 25:
                 met.append(task)
             i = infos[task]
-            lines.append(f"| {task} | {i['tolerance']:.3g} | {i['heldout_srcc']:.3f} | {i['flops_srcc_vs_file']:.3f} | "
+            lines.append(f"| {task} | {i['tolerance']:.3g} | {i['heldout_srcc']:.3f} | "
                          + " | ".join(cells)
-                         + f" | {per_m['AIO-P']['empty']}/{per_m['AIO-P']['runs']} | {per_m['AIO-P']['mean_evaluations']:.1f} |")
+                         + f" | {i['difference_error_tol']:.2f} | {per_m['AIO-P']['empty']}/{per_m['AIO-P']['runs']} | "
+                         f"{per_m['AIO-P']['mean_evaluations']:.1f} |")
         lines += ["", f"AIO-P beats both baselines on share within tolerance on {wins}/{len(per_task)} tasks.",
                   f"AIO-P keeps >= 80% within tolerance with a median cut >= 25% on {len(met)}/{len(per_task)} tasks"
                   f"{': ' + ', '.join(met) if met else ''}.", ""]
@@ -339,11 +372,148 @@ def write_validation_summary() -> dict:
                                         for label, c in (("default", chosen[False]), ("start-label table", chosen[True]))
                                         if c is not None) + ".",
               f"The best one-head threshold ({best_single['file']}, {100 * best_single['mean_share']:.1f}%, empty front "
-              f"in {100 * best_single['empty']:.1f}% of runs) was run last, as a control after the ensembles; the "
-              f"default is {100 * (chosen[False]['mean_share'] - best_single['mean_share']):+.1f} points above it."]
+              f"in {100 * best_single['empty']:.1f}% of runs) is the control for the ensembles: the default is "
+              f"{100 * (chosen[False]['mean_share'] - best_single['mean_share']):+.1f} points above it."]
     (RESULTS / "aiop_reduce.validation.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return chosen
+
+
+#: per-architecture error of the noisy-oracle estimators, in units of the task's tolerance
+CEILING_SIGMAS = (0.25, 0.5, 1.0, 2.0)
+#: fine-tuning label counts of the ceiling study's difference-error curve
+CEILING_LABELS = (20, 50, 100, 200, 400)
+
+
+def sibling_labels(fam, task, recs) -> tuple[str, float, dict]:
+    """The same family's other task whose true labels correlate best (Pearson, over shared archs) with
+    this task's, mapped onto this task's scale by least squares: (task, r, arch -> mapped label). Both
+    choices use every label with hindsight, so this is a ceiling, not an estimator anyone has."""
+    by_task: dict = {}
+    for r in recs:
+        if r.family == fam:
+            by_task.setdefault(r.task, {})[r.arch] = r.label
+    own, best = by_task[task], None
+    for other, labels in sorted(by_task.items()):
+        if other == task:
+            continue
+        shared = sorted(set(own) & set(labels))
+        x, y = np.array([labels[a] for a in shared]), np.array([own[a] for a in shared])
+        r = float(np.corrcoef(x, y)[0, 1])
+        if best is None or r > best[1]:
+            slope, icept = np.polyfit(x, y, 1)
+            best = (other, r, {a: slope * v + icept for a, v in labels.items()})
+    return best
+
+
+def run_ceiling(tasks, recs, args) -> None:
+    """results/aiop_reduce.ceiling.{json,md}: the table's search and protocol (starts, seeds, budget,
+    fine-tuning archs excluded from the returns) with estimators better than any 50-label predictor:
+    true labels plus independent per-arch Gaussian noise of sigma x tolerance (sigma 0 is the table's
+    oracle), and the best-correlated sibling task's true labels. Shows what estimator error the
+    80%-within-1-point target needs; then the table's estimator's difference error for
+    CEILING_LABELS fine-tuning labels, i.e. how far more labels get towards it."""
+    import zlib
+
+    from tqdm import tqdm
+
+    t0, rows, infos = time.time(), [], {}
+    for fam, task in tasks:
+        task_recs = [r for r in recs if r.family == fam and r.task == task]
+        labels = {r.arch: r.label for r in task_recs}
+        tol, reason = tolerance(fam, task, list(labels.values()))
+        starts, _, ft = split_task(task_recs, args.starts, args.n)
+        allowed = set(labels) - {r.arch for r in ft}
+        space = R.space_for(fam)
+        flops = R.BenchmarkFlops(fam, task, task_recs)
+        sib_task, sib_r, sib = sibling_labels(fam, task, recs)
+        infos[f"{fam}/{task}"] = {"tolerance": tol, "tolerance_reason": reason, "sibling": sib_task, "sibling_r": sib_r,
+                                  "sibling_difference_error_tol": difference_error(
+                                      lambda archs: [sib[a] for a in archs], flops, space, starts, labels, allowed,
+                                      args.max_edits_labelled, tol)}
+        ordered = sorted(labels)
+        for seed in tqdm(range(args.seeds), desc=f"ceiling {fam}/{task}"):
+            z = np.random.default_rng([seed, zlib.crc32(f"{fam}/{task}".encode())]).standard_normal(len(ordered))
+            noise = dict(zip(ordered, z))
+            estimators = {ORACLE: labels.__getitem__, "sibling": sib.__getitem__}
+            estimators.update({f"sigma={sg:g}": (lambda a, sg=sg: labels[a] + sg * tol * noise[a]) for sg in CEILING_SIGMAS})
+            for s in starts:
+                methods = {}
+                for name, f in estimators.items():
+                    res = R.reduce(s.arch, space, lambda archs, f=f: [f(a) for a in archs], flops, tol, args.budget,
+                                   seed, max_edits=args.max_edits_labelled, allowed=allowed, progress=False)
+                    methods[name] = [{"arch": list(c.arch), "mflops": c.flops, "label": labels[c.arch]} for c in res.front]
+                rows.append({"mode": "labelled", "task": f"{fam}/{task}", "seed": seed, "start_label": s.label,
+                             "start_mflops": res.start.flops, "evaluations": res.evaluations, "methods": methods})
+    for fam, task in tqdm(tasks, desc="difference error vs labels"):
+        task_recs = [r for r in recs if r.family == fam and r.task == task]
+        labels = {r.arch: r.label for r in task_recs}
+        base = pretrained(recs, tuple(f for f in data.CLASSIFICATION_FAMILIES if f != fam), args.pretrain_epochs,
+                          args.pretrain_per_family, progress=False)
+        curve = infos[f"{fam}/{task}"]["difference_error_tol"] = {}
+        # nested fine-tuning sets, all scored on the children outside the largest
+        starts, _, pool = split_task(task_recs, args.starts, max(CEILING_LABELS))
+        unseen = set(labels) - {r.arch for r in pool}
+        for n in CEILING_LABELS:
+            ft = pool[:n]
+            est = R.AIOPEstimator(R.bootstrap_heads(base, ft, FeatureCache(graphs.build_graphs(ft, progress=False)),
+                                                    key_fn, head_name(fam, task), args.members, seed=0), fam, task,
+                                  records=task_recs)
+            curve[n] = difference_error(est, est.flops, R.space_for(fam), starts, labels, unseen,
+                                        args.max_edits_labelled, infos[f"{fam}/{task}"]["tolerance"])
+    summ = summarise(rows, {t: i["tolerance"] for t, i in infos.items()})["labelled"]
+    names = [ORACLE] + [f"sigma={sg:g}" for sg in CEILING_SIGMAS] + ["sibling"]
+    table = RESULTS / "aiop_reduce.json"
+    aiop = json.loads(table.read_text()) if table.is_file() else {"summary": {"labelled": {}}, "tasks": {}}
+    RESULTS.mkdir(exist_ok=True)
+    config = {k: getattr(args, k) for k in ("starts", "seeds", "budget", "n", "max_edits_labelled", "members",
+                                            "pretrain_epochs", "pretrain_per_family")}
+    (RESULTS / "aiop_reduce.ceiling.json").write_text(json.dumps(
+        {"config": config, "sigmas": CEILING_SIGMAS, "labels": CEILING_LABELS, "tasks": infos, "summary": summ, "seconds": time.time() - t0}, indent=1))
+
+    def cell(s):
+        return "n/a" if s is None or s["share_within"] is None else \
+            f"{100 * s['share_within']:.0f}% / {_pct(s['median_cut_pct'])}"
+
+    lines = ["# FLOPs reduction: what estimator error the target needs", "",
+             f"The protocol of results/aiop_reduce.md ({args.starts} top-quartile starts x {args.seeds} seeds per task, "
+             f"budget {args.budget}, labelled mode, the same {args.n} fine-tuning archs never returned) with estimators "
+             "better than any predictor fine-tuned on 50 labels. oracle: the true labels (every return is within "
+             "tolerance). sigma=s: the true label plus independent Gaussian noise of s x tolerance per architecture "
+             "(drawn per seed), so s=1 is an estimator whose error is 1 point on a 1-point tolerance. sibling: the "
+             "true labels of the same family's best-correlated other task, mapped onto this task's scale by least "
+             "squares (task and Pearson r in the column; hindsight on every label). AIO-P: the table's estimator "
+             "(results/aiop_reduce.md). Cells: share of returned archs truly within tolerance / median FLOPs cut; the "
+             "difference errors are in tolerances (see the second table); the "
+             "target is >= 80% with >= 25%. `nice -n 10 python benchmarks/aiop_reduce.py --ceiling` "
+             f"({(time.time() - t0) / 60:.1f} min).", "",
+             "| task | tolerance | " + " | ".join(names[:-1]) + " | sibling (task, r, difference error) | sibling | AIO-P (table; difference error) |",
+             "|---" * (len(names) + 4) + "|"]
+    for task, per_m in summ.items():
+        i = infos[task]
+        lines.append(f"| {task} | {i['tolerance']:.3g} | " + " | ".join(cell(per_m[n]) for n in names[:-1])
+                     + f" | {i['sibling']}, r {i['sibling_r']:.3f}, error {i['sibling_difference_error_tol']:.2f} | "
+                     f"{cell(per_m['sibling'])} | "
+                     + cell(aiop["summary"]["labelled"].get(task, {}).get("AIO-P"))
+                     + (f", error {aiop['tasks'][task]['difference_error_tol']:.2f}" if task in aiop["tasks"] else "") + " |")
+    met = {n: sum(per_m[n]["share_within"] is not None and per_m[n]["share_within"] >= 0.8
+                  and per_m[n]["median_cut_pct"] is not None and per_m[n]["median_cut_pct"] >= 25
+                  for per_m in summ.values()) for n in names}
+    lines += ["", "Tasks meeting the target: " + ", ".join(f"{n} {k}/{len(summ)}" for n, k in met.items()) + ".", "",
+              "## The table's estimator: difference error against fine-tuning labels", "",
+              f"{args.members} bootstrap heads fine-tuned on the first N of {max(CEILING_LABELS)} labelled archs of the "
+              "task drawn once (never starts; nested sets), the rest of the table's pre-training and protocol "
+              "unchanged. Every N is scored on the same children: each start's labelled FLOPs-reducing neighbours (<= "
+              f"{args.max_edits_labelled} edits) outside all {max(CEILING_LABELS)}, so N=50 differs from the table's "
+              "column (another fine-tuning set and fewer children). Cells: RMS of the error of the predicted "
+              "child-minus-start difference over those whose true difference is within "
+              f"{BOUNDARY_BAND:g} tolerances of the boundary (-1 tolerance), / sqrt 2, in tolerances: the sigma of "
+              "the noisy oracle above that errs as much on those decisions.", "",
+              "| task | " + " | ".join(f"N={n}" for n in CEILING_LABELS) + " |", "|---" * (1 + len(CEILING_LABELS)) + "|"]
+    lines += [f"| {task} | " + " | ".join(f"{i['difference_error_tol'][n]:.2f}" for n in CEILING_LABELS) + " |"
+              for task, i in infos.items()]
+    (RESULTS / "aiop_reduce.ceiling.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def main(argv=None) -> int:
@@ -369,13 +539,17 @@ def main(argv=None) -> int:
                    help="the search keeps predicted >= start - this x tolerance (evaluation always uses 1x)")
     p.add_argument("--members", type=int, default=10,
                    help="ensemble heads fine-tuned on bootstrap resamples of the N archs (1: one head on all N)")
-    p.add_argument("--kappa", type=float, default=2.0,
+    p.add_argument("--kappa", type=float, default=R.DEFAULT_KAPPA,
                    help="ensemble only: the search scores a child by mean - kappa x std over members of its "
                         "predicted difference to the start")
     p.add_argument("--start-label-weight", type=int, default=0,
                    help="use the start's true label (a user has trained the start): the estimator of each start is "
                         "fine-tuned on the N archs plus this many copies of the start (0: off)")
     p.add_argument("--fresh", action="store_true", help="discard rows of an earlier run")
+    p.add_argument("--ceiling", action="store_true",
+                   help="only run the estimator-error study (results/aiop_reduce.ceiling.md): the search with noisy "
+                        "true labels and a sibling task's labels as estimators, and the estimator's difference error "
+                        "against the number of fine-tuning labels")
     p.add_argument("--validation-summary", action="store_true",
                    help="only rewrite results/aiop_reduce.validation.md from the validation_*.json runs")
     args = p.parse_args(argv)
@@ -388,13 +562,18 @@ def main(argv=None) -> int:
         args.tasks, args.starts, args.seeds, args.open_seeds = "nb201/cifar10,tnb101/class_scene", 5, 2, 1
         args.open_starts, args.srcc_archs, args.budget = 2, 30, 20
         args.pretrain_epochs, args.pretrain_per_family = 5, 30
+    tasks = [tuple(t.split("/", 1)) for t in args.tasks.split(",")]
+    if args.ceiling:
+        run_ceiling(tasks, data.load_all(), args)
+        return 0
     name = args.name or ("aiop_reduce.quick" if args.quick else "aiop_reduce")
     rows_path = RESULTS / f"{name}.rows.jsonl"
-    tasks = [tuple(t.split("/", 1)) for t in args.tasks.split(",")]
     modes = args.modes.split(",")
-    config = {k: v for k, v in vars(args).items() if k not in ("fresh", "tasks", "modes", "open_tasks", "name")}
+    config = {k: v for k, v in vars(args).items()  # what the rows depend on; not which of them or what to render
+              if k not in ("fresh", "tasks", "modes", "open_tasks", "name", "ceiling", "validation_summary")}
     config["seeds"] = list(range(args.seeds))
     config["graph_version"] = graphs.GRAPH_VERSION
+    config["flops"] = "benchmark"  # predictor.reduce.BenchmarkFlops (rows before it used the graphs' FLOPs)
 
     done, rows = set(), []
     RESULTS.mkdir(exist_ok=True)

@@ -9,7 +9,7 @@ Examples::
     aiop reduce --checkpoint seg.pt --task tnb101/segmentsemantic --start "[2, 2, 3, 2, 0, 2]" --out front
     # the ensemble benchmarks/aiop_reduce.md uses: 10 heads on bootstrap resamples, seg-0.pt .. seg-9.pt
     aiop finetune --checkpoint aiop.pt --task tnb101/segmentsemantic --n 50 --members 10 --out seg.pt
-    aiop reduce --checkpoint seg-*.pt --kappa 2 --task tnb101/segmentsemantic --start "[2, 2, 3, 2, 0, 2]"
+    aiop reduce --checkpoint seg-*.pt --task tnb101/segmentsemantic --start "[2, 2, 3, 2, 0, 2]"
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _reduce(args) -> int:
         meta = {"task": args.task, "head": est.head, "checkpoints": args.checkpoint, "kappa": args.kappa,
                 "tolerance": args.tolerance, "budget": args.budget,
                 "seed": args.seed, "max_edits": args.max_edits, "labelled_only": args.labelled_only,
-                "evaluations": res.evaluations, "flops_source": "OpGraph.total_flops (predictor.graphs)",
+                "evaluations": res.evaluations, "flops_source": "the benchmark's data file (predictor.reduce.BenchmarkFlops)",
                 "start": {"arch": list(res.start.arch), "mflops": res.start.flops, "predicted": res.start.score},
                 "front": res.rows()}
         out.with_suffix(".json").write_text(json.dumps(meta, indent=1))
@@ -84,6 +84,8 @@ def _reduce(args) -> int:
 
 
 def main(argv=None) -> int:
+    from .reduce import DEFAULT_KAPPA
+
     p = argparse.ArgumentParser(prog="aiop", description="AIO-P neural performance predictor")
     sub = p.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("pretrain", help="pre-train on the classification families")
@@ -120,9 +122,9 @@ def main(argv=None) -> int:
     r.add_argument("--start", required=True, help="start encoding as in the data files, e.g. \"[2, 2, 3, 2, 0, 2]\"")
     r.add_argument("--head", default=None, help="predictor head (default: the task's own head; or zeroshot)")
     r.add_argument("--tolerance", type=float, default=1.0, help="allowed predicted drop, in the head's units")
-    r.add_argument("--kappa", type=float, default=2.0,
+    r.add_argument("--kappa", type=float, default=DEFAULT_KAPPA,
                    help="ensembles: a child counts as mean - kappa x std over members of its predicted difference "
-                        "to the start (2 was chosen on validation tasks, benchmarks/results/aiop_reduce.md)")
+                        "to the start (default chosen on validation tasks, benchmarks/results/aiop_reduce.validation.md)")
     r.add_argument("--budget", type=int, default=200, help="estimator evaluations")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--max-edits", type=int, default=2, help="edges changed per mutation (1..)")
@@ -130,9 +132,16 @@ def main(argv=None) -> int:
     r.add_argument("--format", choices=("md", "csv"), default="md")
     r.add_argument("--out", default=None, help="prefix for <out>.json and <out>.png (the front)")
     args = p.parse_args(argv)
-    if args.cmd == "reduce":
-        return _reduce(args)
+    from .data import DataError
 
+    try:
+        return _reduce(args) if args.cmd == "reduce" else _train_or_use(args)
+    except DataError as err:  # a missing or corrupt data file: its message says which and what to do
+        raise SystemExit(f"aiop {args.cmd}: {err}") from None
+
+
+def _train_or_use(args) -> int:
+    """``aiop pretrain | finetune | evaluate | predict``."""
     from .aiop import AIOP, ZERO_SHOT
     from .model import spearman
 

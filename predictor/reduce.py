@@ -22,10 +22,13 @@ cancels in ``d_m``; where the members disagree on the difference the child is he
 
 The estimator and the FLOPs counter are parameters (``score_fn(archs) -> values``,
 ``flops_fn(arch) -> float``) so that tests and baselines can plug in anything;
-:class:`AIOPEstimator` provides both for an AIO-P checkpoint. FLOPs come from one source
-everywhere: ``OpGraph.total_flops`` of ``predictor.graphs.network_graph(family, task, arch)``
-(defined for every encoding; the data files' ``flops`` exist only for labelled architectures and
-use the benchmarks' full-size networks, so they are not mixed in).
+:class:`AIOPEstimator` provides both for an AIO-P checkpoint. FLOPs are the benchmark's own
+(:class:`BenchmarkFlops`): the data files count them on the full-size networks (NB201: 5 cells
+per stage; TransNAS: 256x256 inputs and the real decoders), and their counts are exactly additive
+over (edge, op), so a table fitted to the labelled architectures gives every encoding's FLOPs.
+The predictor's graphs are smaller on purpose (1 cell per stage, 32x32 inputs: same structure,
+cheaper to encode), so their ``total_flops`` rank architectures differently (Spearman 0.8-0.9)
+and are never used as FLOPs here.
 """
 
 from __future__ import annotations
@@ -36,6 +39,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
+
+
+#: ensembles: members' standard deviations subtracted from a child's mean predicted difference to
+#: the start; chosen on validation tasks only (benchmarks/results/aiop_reduce.validation.md)
+DEFAULT_KAPPA = 2.5
 
 
 class UnsupportedFamilyError(ValueError):
@@ -102,6 +110,47 @@ def space_for(family: str) -> Space:
             f"{', '.join(sorted(SPACES))} (a family needs a network builder in predictor.spaces and a "
             f"Space entry in predictor.reduce.SPACES)")
     return SPACES[family]
+
+
+class BenchmarkFlops:
+    """MFLOPs of any encoding of one (family, task) as the benchmark's data file counts them.
+
+    The file's FLOPs are a base plus one term per (edge, op) (checked at construction: the fit
+    must reproduce every labelled architecture to 1e-9 relative, else :class:`DataError`), so the
+    table fitted by least squares extends them exactly to unlabelled encodings.
+    """
+
+    def __init__(self, family: str, task: str, records=None):
+        from .data import DataError, load_family
+
+        space = space_for(family)
+        recs = [r for r in (records if records is not None else load_family(family)) if r.task == task
+                and r.family == family]
+        if not recs:
+            raise DataError(f"no {family}/{task} architectures in the data files: the benchmark's FLOPs of that task "
+                            "are unknown (tasks of a family are the top-level keys of its file)")
+        n_ops = len(space.ops)
+        x = np.zeros((len(recs), space.num_edges * n_ops + 1))
+        x[:, -1] = 1.0
+        for i, r in enumerate(recs):
+            x[i, [e * n_ops + c for e, c in enumerate(space.check(r.arch))]] = 1.0
+        unseen = [f"edge {e} op {space.ops[c]}" for e in range(space.num_edges) for c in range(n_ops)
+                  if not x[:, e * n_ops + c].any()]
+        if unseen:
+            raise DataError(f"{family}/{task}: the data file has no architecture with {', '.join(unseen)}, so its FLOPs "
+                            "table is undetermined")
+        y = np.array([r.flops for r in recs], dtype=np.float64)
+        self.weights = np.linalg.lstsq(x, y, rcond=None)[0]
+        worst = float(np.abs(x @ self.weights - y).max())
+        if worst > 1e-9 * float(np.abs(y).max()):
+            raise DataError(f"{family}/{task}: the data file's FLOPs are not additive over (edge, op) (a fit misses "
+                            f"by up to {worst:.3g} MFLOPs), so they cannot be extended to unlabelled encodings")
+        self.space, self.family, self.task = space, family, task
+
+    def __call__(self, arch) -> float:
+        n_ops = len(self.space.ops)
+        arch = self.space.check(arch)
+        return float(self.weights[-1] + sum(self.weights[e * n_ops + c] for e, c in enumerate(arch)))
 
 
 @dataclass(frozen=True)
@@ -283,15 +332,16 @@ class AIOPEstimator:
     ``model`` is one AIOP (scores are ``(n,)``) or a list of AIOPs, ensemble members sharing the
     head name (scores are ``(n, members)``, which :func:`reduce` turns into a pessimistic
     difference to the start). Graphs come from ``predictor.graphs.network_graph``; only each
-    architecture's MFLOPs and scores are kept (graphs and features are dropped once scored).
-    Predictions are in the task's label units when the head has a Standardizer (fine-tuned heads
-    do), else standardised scores.
+    architecture's scores are kept (graphs and features are dropped once scored). MFLOPs are the
+    benchmark's (:class:`BenchmarkFlops`, from ``records`` or the data file). Predictions are in
+    the task's label units when the head has a Standardizer (fine-tuned heads do), else
+    standardised scores.
     """
 
-    def __init__(self, model, family: str, task: str, head: str | None = None):
+    def __init__(self, model, family: str, task: str, head: str | None = None, records=None):
         from .aiop import ZERO_SHOT, head_name
 
-        space_for(family)
+        self.flops = BenchmarkFlops(family, task, records)
         self.single = not isinstance(model, (list, tuple))
         self.models = [model] if self.single else list(model)
         if not self.models:
@@ -303,31 +353,16 @@ class AIOPEstimator:
                 raise KeyError(f"checkpoint has no head {self.head!r} (heads: {sorted(m.model.heads)}); fine-tune "
                                f"one with `aiop finetune --task {family}/{task}` or pass --head {ZERO_SHOT}")
         self.stds = [m.standardizers.get(self.head) for m in self.models]
-        self._flops: dict[tuple, float] = {}
-        self._items: dict[tuple, object] = {}
         self._scores: dict[tuple, np.ndarray] = {}
 
-    def _graph(self, arch) -> None:
+    def __call__(self, archs) -> np.ndarray:
         from . import features, graphs
 
-        g = graphs.network_graph(self.family, self.task, arch)
-        self._flops[arch] = g.total_flops / 1e6
-        if arch not in self._scores:
-            self._items[arch] = features.to_data(g, self.models[0].kinds)
-
-    def flops(self, arch) -> float:
-        if arch not in self._flops:
-            self._graph(arch)
-        return self._flops[arch]
-
-    def __call__(self, archs) -> np.ndarray:
         todo = [a for a in dict.fromkeys(archs) if a not in self._scores]
-        for a in todo:
-            if a not in self._items:
-                self._graph(a)
         if todo:
-            items = [self._items.pop(a) for a in todo]
-            fl = [self._flops[a] for a in todo]
+            built = [graphs.network_graph(self.family, self.task, a) for a in todo]
+            items = [features.to_data(g, self.models[0].kinds) for g in built]
+            fl = [g.total_flops / 1e6 for g in built]  # the Standardizers' FLOPs scaling is the graphs' own
             cols = []
             for m, std in zip(self.models, self.stds):
                 z = m.scores(items, self.head)
@@ -352,7 +387,7 @@ def plot_front(result: ReduceResult, path, title: str = "") -> None:
     ax.plot([c.flops for c in fr], [c.score for c in fr], "o-", color="tab:blue", label="Pareto front")
     ax.scatter([result.start.flops], [result.start.score], marker="*", s=150, c="tab:orange", zorder=5,
                label="start")
-    ax.set_xlabel("MFLOPs (OpGraph total_flops)")
+    ax.set_xlabel("MFLOPs (the benchmark's count)")
     ax.set_ylabel("predicted performance")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)

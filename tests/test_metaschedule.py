@@ -1,10 +1,7 @@
 """AIO-P as a MetaSchedule cost model (predictor/metaschedule.py)."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +15,7 @@ from tvm.s_tir.meta_schedule.arg_info import ArgInfo
 from tvm.s_tir.meta_schedule.runner import RunnerResult
 from tvm.s_tir.schedule import Trace
 
+import benchmark_scripts
 from predictor import metaschedule as aiop
 from predictor.ms_build import make_builder, make_runner, skip_tensor_intrin_import
 
@@ -38,19 +36,8 @@ def _matmul(n: int = 64, relu: bool = False, diamond: bool = False):
     return te.create_prim_func([a, b, e])
 
 
-def _bench(name: str):
-    """benchmarks/<name>.py as a module (benchmarks/ is not a package)."""
-    if name not in sys.modules:
-        path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses need the module registered
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def _collector():
-    return _bench("collect_ms_records")
+    return benchmark_scripts.load("collect_ms_records")
 
 
 def _context(func):
@@ -354,7 +341,7 @@ def test_pretrain_is_seeded():
 
 def test_online_records_in_order(tmp_path):
     """ms_online reads a JSON database's records in measurement order; failed -> FAILED_COST."""
-    online = _bench("ms_online")
+    online = benchmark_scripts.load("ms_online")
     lines = [[0, [["t0"], [3e-3, 1e-3, 2e-3], {}, []]], [0, [["t1"], [1e10], {}, []]], [0, [["t2"], [5e-4], {}, []]]]
     path = tmp_path / "rec.json"
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
@@ -363,7 +350,7 @@ def test_online_records_in_order(tmp_path):
 
 def test_mlp_steplr_shim_is_scoped():
     """The MLPModel shim accepts StepLR(verbose=...) inside its context only."""
-    shim = _bench("ms_cost_model").steplr_without_verbose
+    shim = benchmark_scripts.load("ms_cost_model").steplr_without_verbose
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     original = torch.optim.lr_scheduler.StepLR
     with shim():

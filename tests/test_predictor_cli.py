@@ -46,3 +46,12 @@ def test_shipped_checkpoint_ranks_its_training_family():
     feats = FeatureCache(g)
     s = m.scores([feats.item(graphs.graph_key(r.family, r.task, r.arch)) for r in recs], "nb201/cifar10")
     assert spearman(s, [r.label for r in recs]) > 0.6
+
+
+@pytest.mark.parametrize("argv", [["evaluate", "--checkpoint", str(SHIPPED), "--task", "tnb101/class_scene"],
+                                  ["reduce", "--checkpoint", str(SHIPPED), "--task", "nb201/cifar10",
+                                   "--start", "[2, 2, 3, 2, 0, 2]"]])
+def test_missing_data_file_is_one_clear_line(argv, tmp_path, monkeypatch):
+    monkeypatch.setenv("AIOP_DATA", str(tmp_path))
+    with pytest.raises(SystemExit, match=f"aiop {argv[0]}: data file .*not found.*AIOP_DATA"):
+        main(argv)

@@ -142,7 +142,7 @@ def test_aiop_estimator_and_cli(tmp_path, monkeypatch, capsys):
     got = est([a, b, a])
     assert got[0] == got[2] and got[0] == pytest.approx(m.predict(_fake_graph("nb201", "cifar10", a),
                                                                   task="nb201/cifar10"), rel=1e-5)
-    assert est.flops(a) == _fake_graph("", "", a).total_flops / 1e6
+    assert est.flops(a) == pytest.approx(222.860992)  # the benchmark's count, not the graph's
     assert calls == [a, b]  # one graph per architecture, then cached
     with pytest.raises(KeyError, match="aiop finetune"):
         R.AIOPEstimator(m, "nb201", "cifar100")
@@ -161,3 +161,42 @@ def main_reduce(ck, out):
 
     return main(["reduce", "--checkpoint", str(ck), "--task", "nb201/cifar10", "--start", "[2, 2, 2, 2, 2, 2]",
                  "--tolerance", "100", "--budget", "12", "--out", str(out)])
+
+
+def test_benchmark_flops_hand_worked():
+    """NB201 cells hold C^2 H W MACs per 1x1 conv edge at every stage (channels double as H and W
+    halve), 16^2 * 32^2 on CIFAR, in 5 cells x 3 stages; a 3x3 conv holds 9x that. So one edge
+    going from conv3x3 to conv1x1 saves 15 * 8 * 16^2 * 32^2 MACs, a quarter of it at 16x16."""
+    a, b = (2,) * 6, (3, 2, 2, 2, 2, 2)
+    for task, hw in (("cifar10", 32), ("ImageNet16-120", 16)):
+        f = R.BenchmarkFlops("nb201", task)
+        assert f(a) - f(b) == pytest.approx(15 * 8 * 16**2 * hw**2 / 1e6, rel=1e-12)
+    # every labelled architecture's own count is reproduced, and unlabelled encodings get one too
+    from predictor import data
+
+    recs = [r for r in data.load_family("tnb101") if r.task == "room_layout"]
+    f = R.BenchmarkFlops("tnb101", "room_layout", recs)
+    assert all(f(r.arch) == pytest.approx(r.flops, rel=1e-9) for r in recs)
+    labelled = {r.arch for r in recs}
+    assert any(x not in labelled and f(x) > 0 for x in itertools.product(range(4), repeat=6))
+
+
+def test_benchmark_flops_refuses_what_it_cannot_extend():
+    from predictor.data import DataError, Record
+
+    def rec(arch, flops):
+        return Record("nb201", "t", arch, 0.0, flops, 0.0)
+
+    def cost(arch):  # additive: 1 + (edge + 1) * op code
+        return 1.0 + sum((e + 1) * c for e, c in enumerate(arch))
+
+    # every (edge, op) once: the all-skip cell with one edge changed
+    single = [tuple(c if i == e else 0 for i in range(6)) for e in range(6) for c in range(5)]
+    f = R.BenchmarkFlops("nb201", "t", [rec(a, cost(a)) for a in single])
+    assert f((4, 3, 2, 1, 0, 4)) == pytest.approx(cost((4, 3, 2, 1, 0, 4)))  # an encoding it never saw
+    with pytest.raises(DataError, match="not additive"):
+        R.BenchmarkFlops("nb201", "t", [rec(a, cost(a)) for a in single] + [rec((4, 4, 0, 0, 0, 0), 999.0)])
+    with pytest.raises(DataError, match="no architecture with edge 2 op none.*undetermined"):
+        R.BenchmarkFlops("nb201", "t", [rec(a, cost(a)) for a in single if a != (0, 0, 1, 0, 0, 0)])
+    with pytest.raises(DataError, match="no nb201/missing architectures"):
+        R.BenchmarkFlops("nb201", "missing", [rec(a, cost(a)) for a in single])

@@ -1,0 +1,58 @@
+"""Helpers of benchmarks/aiop_reduce.py that its ceiling study rests on, hand-worked."""
+
+import math
+
+import numpy as np
+import pytest
+
+import benchmark_scripts
+from predictor import reduce as R
+from predictor.data import Record
+
+bench = benchmark_scripts.load("aiop_reduce")
+
+OP_FLOPS = (0.0, 0.0, 9.0, 1.0, 0.5)  # NB201 op order: skip, none, conv3x3, conv1x1, avgpool
+
+
+def flops_fn(arch):
+    return 10.0 + sum(OP_FLOPS[c] for c in arch)
+
+
+def test_difference_error_hand_worked():
+    """Errors of the child-minus-start difference over allowed FLOPs-reducing neighbours near the
+    boundary only: children a (+1.5) and b (-0.5) against the start (+0.5) err by +1 and -1, so
+    RMS 1, / sqrt 2, in tolerances (0.5 here)."""
+    space = R.space_for("nb201")
+    start = (2,) * 6
+    a, b, finetuned = (3, 2, 2, 2, 2, 2), (0, 2, 2, 2, 2, 2), (2, 2, 2, 2, 2, 4)
+    far = (1, 2, 2, 2, 2, 2)  # 5 tolerances below the start: outside the band
+    labels = {start: 90.0, a: 89.0, b: 88.5, finetuned: 89.0, far: 87.5}
+    noise = {start: 0.5, a: 1.5, b: -0.5, finetuned: 100.0, far: 100.0}
+    starts = [Record("nb201", "cifar10", start, 90.0, 0.0, 0.0)]
+    allowed = {a, b, far}  # a fine-tuning arch is never returned; it would dominate the error if counted
+
+    def est(archs):
+        return [labels[x] + noise[x] for x in archs]
+
+    err = bench.difference_error(est, flops_fn, space, starts, labels, allowed, max_edits=1, tol=0.5)
+    assert err == pytest.approx(1 / math.sqrt(2) / 0.5)
+    # an error shared by child and start cancels
+    assert bench.difference_error(lambda archs: [labels[x] + 7.0 for x in archs], flops_fn, space, starts, labels,
+                                  allowed, 1, 0.5) == pytest.approx(0.0)
+    # ensembles: the members' mean is the prediction
+    ens = bench.difference_error(lambda archs: np.array([[labels[x] + 2 * noise[x], labels[x]] for x in archs]),
+                                 flops_fn, space, starts, labels, allowed, 1, 0.5)
+    assert ens == pytest.approx(err)
+
+
+def test_sibling_labels_picks_the_best_correlated_task_and_maps_it():
+    archs = [(i % 5, (i // 5) % 5, 0, 0, 0, 0) for i in range(20)]
+    x = np.arange(20, dtype=float)
+    rng = np.random.default_rng(0)
+    recs = [Record("nb201", "target", a, v, 0.0, 0.0) for a, v in zip(archs, x)]
+    recs += [Record("nb201", "linear", a, 2 * v + 1, 0.0, 0.0) for a, v in zip(archs, x)]
+    recs += [Record("nb201", "noisy", a, v + rng.normal(0, 5), 0.0, 0.0) for a, v in zip(archs, x)]
+    recs += [Record("tnb101", "other_family", a, v, 0.0, 0.0) for a, v in zip(archs, x)]
+    task, r, mapped = bench.sibling_labels("nb201", "target", recs)
+    assert task == "linear" and r == pytest.approx(1.0)
+    assert [mapped[a] for a in archs] == pytest.approx(list(x))  # (2x + 1) mapped back onto x
