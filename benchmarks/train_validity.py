@@ -116,7 +116,9 @@ def main() -> None:
             sel = (ratio >= lo) & (ratio < hi)
             per_ratio[f"{lo}-{hi}"] = {"n": int(sel.sum()),
                                        "accuracy": float(((z[sel] > 0) == y[sel]).mean()) if sel.any() else None}
-        per_net = {n: classifier.evaluate(model, ds.pyg(graphs, net_of == n)).as_dict() for n in test_nets}
+        sample_net = np.repeat(net_of[is_test], len(ds.buffer_kb))  # the network of each sample of test
+        per_net = {n: classifier.evaluate(model, [d for d, m in zip(test, sample_net) if m == n]).as_dict()
+                   for n in test_nets}
         sens = classifier.edge_sensitivity(model, [d for d in test if float(d.y) == 1])
         test_groups = ds.pyg_groups(graphs, is_test)
         row = {"samples": {"train": len(train) * len(ds.buffer_kb), "val": len(val) * len(ds.buffer_kb),
