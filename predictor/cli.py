@@ -103,7 +103,8 @@ def main(argv=None) -> int:
     f.add_argument("--infuse", default=None, help="zero-cost proxy for adapter pseudo-labels, e.g. nwot")
     f.add_argument("--members", type=int, default=1,
                    help="> 1: that many heads, each on a bootstrap resample of the N labels (an ensemble for "
-                        "`aiop reduce`), written to <out stem>-<i><out suffix>")
+                        "`aiop reduce`, fine-tuned as predictor.reduce.FINETUNE says), written to "
+                        "<out stem>-<i><out suffix>")
     f.add_argument("--out", required=True)
     e = sub.add_parser("evaluate", help="SRCC/MAE of a head (or zeroshot) on a task's architectures")
     e.add_argument("--checkpoint", required=True)

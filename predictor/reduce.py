@@ -44,6 +44,11 @@ import numpy as np
 #: ensembles: members' standard deviations subtracted from a child's mean predicted difference to
 #: the start; chosen on validation tasks only (benchmarks/results/aiop_reduce.validation.md)
 DEFAULT_KAPPA = 2.5
+#: fine-tuning of an estimator's heads (AIOP.finetune arguments): plain MSE, no ranking term, and
+#: longer than the transfer study's ranking-oriented default, because the search decides on
+#: child-minus-start differences, not ranks. Chosen on validation tasks only by the error of
+#: those differences near the tolerance boundary (benchmarks/results/aiop_reduce.finetune.md).
+FINETUNE = {"steps": 300, "lr": 1e-3, "rank_weight": 0.0}
 
 
 class UnsupportedFamilyError(ValueError):
@@ -310,11 +315,12 @@ def random_reductions(start, space: Space, flops_fn, budget: int, seed: int = 0,
     return out
 
 
-def bootstrap_heads(base, records, feats, key_fn, head: str, members: int, seed: int = 0) -> list:
-    """``members`` copies of ``base`` with head ``head`` fine-tuned on bootstrap resamples of
-    ``records`` (resample and fine-tuning seeded by ``seed`` and the member index), for an
-    ensemble :class:`AIOPEstimator`. Resampling is what makes the members differ: with a few
-    dozen records a fine-tuning epoch is one full batch, so the seed alone barely matters."""
+def bootstrap_heads(base, records, feats, key_fn, head: str, members: int, seed: int = 0, finetune=None) -> list:
+    """``members`` copies of ``base`` with head ``head`` fine-tuned (``finetune``: AIOP.finetune
+    arguments, default :data:`FINETUNE`) on bootstrap resamples of ``records`` (resample and
+    fine-tuning seeded by ``seed`` and the member index), for an ensemble :class:`AIOPEstimator`.
+    Resampling is what makes the members differ: with a few dozen records a fine-tuning epoch is
+    one full batch, so the seed alone barely matters."""
     if members < 1:
         raise ValueError(f"an ensemble needs >= 1 members, got {members}")
     records = list(records)
@@ -322,7 +328,7 @@ def bootstrap_heads(base, records, feats, key_fn, head: str, members: int, seed:
     for m in range(members):
         rng = random.Random(f"{seed}/{m}")
         sample = [rng.choice(records) for _ in records]
-        out.append(base.finetune(sample, feats, key_fn, head, seed=seed * 1000 + m))
+        out.append(base.finetune(sample, feats, key_fn, head, seed=seed * 1000 + m, **(finetune or FINETUNE)))
     return out
 
 
