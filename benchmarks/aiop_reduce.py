@@ -29,7 +29,7 @@ room_layout is a negative L2 loss with no percent scale, so we use 1% of its lab
 the full-size networks, exactly additive over (edge, op), so defined for every encoding).
 
     nice -n 10 python benchmarks/aiop_reduce.py [--quick] [--modes labelled,open] [--seeds 5]
-    nice -n 10 python benchmarks/aiop_reduce.py --ceiling
+    nice -n 10 python benchmarks/aiop_reduce.py --ceiling | --finetune-validation | --validation-summary
 
 The ``oracle`` column is the same search with the true labels as the estimator: everything it
 returns is within tolerance, so its median cut shows whether the 25% target is reachable at all
@@ -43,7 +43,7 @@ fine-tuning (predictor.reduce.FINETUNE) by the lowest near-boundary difference e
 (``--finetune-validation``, results/aiop_reduce.finetune.md); then the configuration by one rule:
 the highest mean share within tolerance with a median cut >= 25% on both, or >= the oracle's
 median cut where that is lower. results/aiop_reduce.validation.md renders the committed
-validation_*.json runs (``--validation-summary``) and names the choice among 10 and 5 members at
+validation_*.json runs (``--validation-summary``) and names the choice among 10 members at
 several kappas and one head at search-tolerance factors 1 to -2 (``--members 1 --kappa 0
 --search-tolerance=F``).
 
