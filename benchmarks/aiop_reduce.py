@@ -113,8 +113,23 @@ def key_fn(r):
     return graphs.graph_key(r.family, r.task, r.arch)
 
 
-def pretrained(recs, families, epochs, per_family, progress) -> AIOP:
-    """AIO-P pre-trained on ``families`` (cached on disk by configuration)."""
+def task_labels(recs, fam, task):
+    """(the task's records, arch -> true label, tolerance, the tolerance's reason)."""
+    task_recs = [r for r in recs if r.family == fam and r.task == task]
+    labels = {r.arch: r.label for r in task_recs}
+    return (task_recs, labels, *tolerance(fam, task, list(labels.values())))
+
+
+def pretraining_families(fam) -> tuple:
+    """The classification families AIO-P is pre-trained on for a task of ``fam``: all but ``fam``,
+    so no label of the task's own family is seen."""
+    return tuple(f for f in data.CLASSIFICATION_FAMILIES if f != fam)
+
+
+def pretrained(recs, fam, args, progress) -> AIOP:
+    """AIO-P pre-trained on :func:`pretraining_families` of ``fam`` (cached on disk by configuration)."""
+    families = pretraining_families(fam)
+    epochs, per_family = args.pretrain_epochs, args.pretrain_per_family
     root = Path(os.environ.get("AIOP_CACHE", Path.home() / ".cache" / "aiop")) / "reduce-bench"
     path = root / f"pre-{'-'.join(families)}-e{epochs}-p{per_family}-g{graphs.GRAPH_VERSION}.pt"
     if path.is_file():
@@ -196,9 +211,7 @@ def difference_error(score_fn, flops_fn, space, starts, labels, allowed, max_edi
 
 def run_task(fam, task, recs, base, args, mode_seeds, done, write, progress):
     """All runs of one task: fine-tune the head, then (mode, seed, start) searches."""
-    task_recs = [r for r in recs if r.family == fam and r.task == task]
-    labels = {r.arch: r.label for r in task_recs}
-    tol, _ = tolerance(fam, task, list(labels.values()))
+    task_recs, labels, tol, reason = task_labels(recs, fam, task)
     starts, rest, ft = split_task(task_recs, args.starts, args.n)
     ft_set = {r.arch for r in ft}
     head = head_name(fam, task)
@@ -214,7 +227,8 @@ def run_task(fam, task, recs, base, args, mode_seeds, done, write, progress):
     labelled_allowed = set(labels) - ft_set
     info = {"tolerance": tol, "finetune_archs": len(ft), "heldout_srcc": srcc, "heldout_archs": len(held),
             "difference_error_tol": difference_error(est, est.flops, space, starts, labels, labelled_allowed,
-                                                     args.max_edits_labelled, tol)}
+                                                     args.max_edits_labelled, tol),
+            "tolerance_reason": reason, "pretrain_families": list(pretraining_families(fam))}
     print(f"{fam}/{task}: tolerance {tol:.4g}, held-out SRCC of the fine-tuned head {srcc:.3f} ({len(held)} archs)")
     everything = set(itertools.product(range(len(space.ops)), repeat=space.num_edges)) - ft_set
     for mode, seeds, n_starts in mode_seeds:
@@ -406,9 +420,7 @@ def run_ceiling(tasks, recs, args) -> None:
 
     t0, rows, infos = time.time(), [], {}
     for fam, task in tasks:
-        task_recs = [r for r in recs if r.family == fam and r.task == task]
-        labels = {r.arch: r.label for r in task_recs}
-        tol, reason = tolerance(fam, task, list(labels.values()))
+        task_recs, labels, tol, reason = task_labels(recs, fam, task)
         starts, _, ft = split_task(task_recs, args.starts, args.n)
         allowed = set(labels) - {r.arch for r in ft}
         space = R.space_for(fam)
@@ -433,10 +445,8 @@ def run_ceiling(tasks, recs, args) -> None:
                 rows.append({"mode": "labelled", "task": f"{fam}/{task}", "seed": seed, "start_label": s.label,
                              "start_mflops": res.start.flops, "evaluations": res.evaluations, "methods": methods})
     for fam, task in tqdm(tasks, desc="difference error vs labels"):
-        task_recs = [r for r in recs if r.family == fam and r.task == task]
-        labels = {r.arch: r.label for r in task_recs}
-        base = pretrained(recs, tuple(f for f in data.CLASSIFICATION_FAMILIES if f != fam), args.pretrain_epochs,
-                          args.pretrain_per_family, progress=False)
+        task_recs, labels, tol, _ = task_labels(recs, fam, task)
+        base = pretrained(recs, fam, args, progress=False)
         curve = infos[f"{fam}/{task}"]["difference_error_tol"] = {}
         # nested fine-tuning sets, all scored on the children outside the largest
         starts, _, pool = split_task(task_recs, args.starts, max(CEILING_LABELS))
@@ -447,7 +457,7 @@ def run_ceiling(tasks, recs, args) -> None:
                                                     key_fn, head_name(fam, task), args.members, seed=0), fam, task,
                                   records=task_recs)
             curve[n] = difference_error(est, est.flops, R.space_for(fam), starts, labels, unseen,
-                                        args.max_edits_labelled, infos[f"{fam}/{task}"]["tolerance"])
+                                        args.max_edits_labelled, tol)
     summ = summarise(rows, {t: i["tolerance"] for t, i in infos.items()})["labelled"]
     names = [ORACLE] + [f"sigma={sg:g}" for sg in CEILING_SIGMAS] + ["sibling"]
     table = RESULTS / "aiop_reduce.json"
@@ -518,12 +528,9 @@ def run_finetune_validation(recs, args) -> None:
     t0, out = time.time(), {}
     for task_name in tqdm(VALIDATION_TASKS, desc="finetune validation"):
         fam, task = task_name.split("/")
-        task_recs = [r for r in recs if r.family == fam and r.task == task]
-        labels = {r.arch: r.label for r in task_recs}
-        tol, _ = tolerance(fam, task, list(labels.values()))
+        task_recs, labels, tol, _ = task_labels(recs, fam, task)
         starts, _, ft = split_task(task_recs, args.starts, args.n)
-        base = pretrained(recs, tuple(f for f in data.CLASSIFICATION_FAMILIES if f != fam), args.pretrain_epochs,
-                          args.pretrain_per_family, progress=False)
+        base = pretrained(recs, fam, args, progress=False)
         feats = FeatureCache(graphs.build_graphs(ft, progress=False))
         for i, setting in enumerate(FINETUNE_SETTINGS):
             est = R.AIOPEstimator(R.bootstrap_heads(base, ft, feats, key_fn, head_name(fam, task), args.members, 0,
@@ -642,13 +649,9 @@ def main(argv=None) -> int:
     mode_seeds = [(m, range(args.seeds), args.starts) if m == "labelled" else (m, range(args.open_seeds), args.open_starts)
                   for m in modes]
     for fam, task in tasks:
-        fams = tuple(f for f in data.CLASSIFICATION_FAMILIES if f != fam)
-        if fams not in bases:
-            bases[fams] = pretrained(recs, fams, args.pretrain_epochs, args.pretrain_per_family, progress=True)
-        info = run_task(fam, task, recs, bases[fams], args, mode_seeds, done, write, progress=True)
-        info["tolerance_reason"] = tolerance(fam, task, [r.label for r in recs if r.family == fam and r.task == task])[1]
-        info["pretrain_families"] = list(fams)
-        infos[f"{fam}/{task}"] = info
+        if fam not in bases:
+            bases[fam] = pretrained(recs, fam, args, progress=True)
+        infos[f"{fam}/{task}"] = run_task(fam, task, recs, bases[fam], args, mode_seeds, done, write, progress=True)
     write_report(rows, infos, config, time.time() - t0, name, resumed)
     return 0
 
