@@ -152,6 +152,9 @@ struct Graph {
   }
 };
 
+/*! \brief Whether node `v` merges >= 2 distinct input tensors (a merge holds rows for skew). */
+bool IsMerge(const Graph& g, int64_t v) { return g.in_ptr[v + 1] - g.in_ptr[v] >= 2; }
+
 /*! \brief Lag of node `v`'s output from the lags of its inputs (docs/cost_model.md, "Lag"). */
 double OutputLag(const Graph& g, int64_t v, const std::vector<double>& lag) {
   double base = 0.0;
@@ -179,7 +182,7 @@ int64_t NeededRows(const Graph& g, int64_t i, bool merge, double lmax,
 /*! \brief The largest lag among node `v`'s inputs if it merges >= 2 tensors, else 0 (unused). */
 double MergeLag(const Graph& g, int64_t v, const std::vector<double>& lag) {
   double lmax = 0.0;
-  if (g.in_ptr[v + 1] - g.in_ptr[v] >= 2) {
+  if (IsMerge(g, v)) {
     for (int64_t i = g.in_ptr[v]; i < g.in_ptr[v + 1]; ++i) lmax = std::max(lmax, lag[g.in_idx[i]]);
   }
   return lmax;
@@ -243,7 +246,7 @@ Cost EvaluateGroup(const Graph& g, Scratch* s, int64_t gid, const int64_t* begin
   }
   // Pass 2: rows each consumer in the group needs of each input.
   for (int64_t v : s->nodes) {
-    bool merge = g.in_ptr[v + 1] - g.in_ptr[v] >= 2;
+    bool merge = IsMerge(g, v);
     double lmax = MergeLag(g, v, s->lag);
     for (int64_t i = g.in_ptr[v]; i < g.in_ptr[v + 1]; ++i) {
       int64_t x = g.in_idx[i];
@@ -381,7 +384,7 @@ Map<String, Function> MakeEvaluator(TensorView row_class, TensorView k_eff, Tens
     std::vector<double> lag(g->num_tensors, 0.0);
     for (int64_t v = 0; v < g->num_nodes; ++v) lag[g->output[v]] = OutputLag(*g, v, lag);
     for (int64_t v = 0; v < g->num_nodes; ++v) {
-      bool merge = g->in_ptr[v + 1] - g->in_ptr[v] >= 2;
+      bool merge = IsMerge(*g, v);
       double lmax = MergeLag(*g, v, lag);
       for (int64_t i = g->in_ptr[v]; i < g->in_ptr[v + 1]; ++i) {
         int64_t rows = g->rows[g->in_idx[i]];

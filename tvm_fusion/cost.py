@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from itertools import chain
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -53,8 +53,25 @@ class GroupCosts:
         return len(self.buffer_bytes)
 
 
-def _flatten(graph: OpGraph) -> list[np.ndarray]:
-    """The arrays ``make_evaluator`` takes, in its argument order."""
+class _FlatGraph(NamedTuple):
+    """The arrays ``make_evaluator`` takes, in its argument order (pass as ``*flat``)."""
+
+    row_class: np.ndarray
+    kernel_h_eff: np.ndarray
+    stride_h: np.ndarray
+    weight_elems: np.ndarray
+    out_channels: np.ndarray
+    output: np.ndarray
+    in_ptr: np.ndarray  # node v's distinct input tensors are in_idx[in_ptr[v]:in_ptr[v + 1]]
+    in_idx: np.ndarray
+    rows: np.ndarray  # per tensor from here on
+    row_elems: np.ndarray
+    producer: np.ndarray
+    is_output: np.ndarray
+
+
+def _flatten(graph: OpGraph) -> _FlatGraph:
+    """``graph`` as the C++ cost model's flat arrays."""
     for i, node in enumerate(graph.nodes):
         if node.id != i:
             raise ValueError(f"OpGraph {graph.name!r}: node {node.name!r} has id {node.id} at "
@@ -72,7 +89,7 @@ def _flatten(graph: OpGraph) -> list[np.ndarray]:
     def arr(values):
         return np.fromiter(values, dtype=np.int64)
 
-    return [
+    return _FlatGraph(
         arr(_GLOBAL_REDUCE if n.row_class == GLOBAL and n.kind in STREAMED_REDUCTIONS else n.row_class
             for n in nodes),
         arr(n.kernel_h_eff for n in nodes),
@@ -86,7 +103,7 @@ def _flatten(graph: OpGraph) -> list[np.ndarray]:
         arr(t.row_elems for t in tensors),
         arr(t.producer for t in tensors),
         arr(int(t.id in outputs) for t in tensors),
-    ]
+    )
 
 
 def stream_rows(graph: OpGraph) -> list[dict[int, tuple[int, int]]]:
@@ -94,10 +111,10 @@ def stream_rows(graph: OpGraph) -> list[dict[int, tuple[int, int]]]:
     holds when the whole graph streams as one group, i.e. plus a merge's skew), both capped at
     the tensor's rows. Computed by the C++ cost model, so the GET features restate none of its
     rules (docs/cost_model.md, "Lag" and "Rows held on chip")."""
-    arrays = _flatten(graph)
-    in_ptr, in_idx = arrays[6], arrays[7]
+    flat = _flatten(graph)
+    in_ptr, in_idx = flat.in_ptr, flat.in_idx
     own, held = np.empty(len(in_idx), dtype=np.int64), np.empty(len(in_idx), dtype=np.int64)
-    _make_evaluator(*arrays)["stream_terms"](own, held)
+    _make_evaluator(*flat)["stream_terms"](own, held)
     return [{int(in_idx[i]): (int(own[i]), int(held[i])) for i in range(in_ptr[v], in_ptr[v + 1])}
             for v in range(len(graph.nodes))]
 
