@@ -113,8 +113,11 @@ class AIOP:
         return new
 
     def finetune(self, records, feats: FeatureCache, key_fn, head: str, steps: int = 100, seed: int = 0,
-                 lr: float = 5e-4, progress: bool = False, rank_weight: float = FINETUNE_RANK_WEIGHT) -> "AIOP":
-        """A copy with a new head ``head`` trained (with the encoder) on these few labelled records."""
+                 lr: float = 5e-4, progress: bool = False, rank_weight: float = FINETUNE_RANK_WEIGHT,
+                 epochs: int | None = None) -> "AIOP":
+        """A copy with a new head ``head`` trained (with the encoder) on these few labelled records,
+        for about ``steps`` optimiser steps (batches of <= 64), or for ``epochs`` passes over the
+        records when given: a length that grows with the number of records."""
         new = self.copy()
         keys = [key_fn(r) for r in records]
         fl = [feats.mflops(k) for k in keys]
@@ -124,7 +127,7 @@ class AIOP:
         z = std.transform([r.label for r in records], fl)
         items = [feats.item(k, zi, 0) for k, zi in zip(keys, z)]
         batch = min(len(items), 64)
-        epochs = max(1, steps // max(1, -(-len(items) // batch)))
+        epochs = epochs or max(1, steps // max(1, -(-len(items) // batch)))
         train(new.model, items, [head], epochs, lr, batch_size=batch, seed=seed, progress=progress, desc="finetune",
               rank_weight=rank_weight)
         return new

@@ -114,6 +114,35 @@ def test_nb101_prunes_dangling_vertices_and_zero_cells():
     assert torch.equal(net.backbone[1](torch.ones(1, 16, 4, 4)), torch.zeros(1, 16, 4, 4))
 
 
+@pytest.mark.parametrize("family,task", [("nb201", "cifar10"), ("tnb101", "class_scene")])
+def test_canonical_form_names_functional_duplicates(family, task):
+    """Edges that cannot reach the cell output are set to Zero, so the canonical form, idempotent,
+    builds the same network graph as the encoding it came from."""
+    from predictor import graphs
+    from predictor.reduce import space_for
+
+    # hand-worked, NB201 order (1,2),(1,3),(1,4),(2,3),(2,4),(3,4), Zero = 1: (3,4) is Zero, so node 3
+    # feeds nothing and (1,3), (2,3) go; with (2,4) Zero too, node 2 feeds only dead node 3: (1,2) goes
+    assert spaces.canonical("nb201", (2, 2, 2, 2, 2, 1)) == (2, 1, 2, 1, 2, 1)
+    assert spaces.canonical("nb201", (2, 2, 2, 2, 1, 1)) == (1, 1, 2, 1, 1, 1)
+    # TransNAS file order (1,2),(1,3),(2,3),(1,4),(2,4),(3,4), Zero = 0: (3,4) is Zero, so (1,3) and
+    # (2,3) go; (2,4) keeps node 2 alive
+    assert spaces.canonical("tnb101", (1, 3, 2, 3, 2, 0)) == (1, 0, 0, 3, 2, 0)
+    space = space_for(family)
+    rng, checked = random.Random(0), 0
+    while checked < 6:
+        arch = tuple(rng.randrange(len(space.ops)) for _ in range(space.num_edges))
+        canon = spaces.canonical(family, arch)
+        if canon == arch:
+            continue
+        assert spaces.canonical(family, canon) == canon
+        assert (graphs.network_graph(family, task, arch, cache=False).fingerprint()
+                == graphs.network_graph(family, task, canon, cache=False).fingerprint()), (arch, canon)
+        checked += 1
+    with pytest.raises(ValueError, match="nb201 and tnb101"):
+        spaces.canonical("nb101", ((0,) * 49, (0,) * 7))
+
+
 # ---- model --------------------------------------------------------------------------------
 def test_standardizer_round_trip_and_train_only_statistics():
     rng = np.random.default_rng(0)
@@ -201,6 +230,11 @@ def test_pretrain_and_finetune_improve_srcc_then_checkpoint_round_trip(tmp_path)
     ft = m.finetune(dst[:20], feats, key_fn, "dst/t", steps=50, seed=0)
     s_ft = spearman(ft.scores(items, "dst/t"), truth)
     assert s_zero > s0 + 0.2 and s_zero > 0.6 and s_ft > 0.6
+    # epochs count passes: on 100 records (batches of 64, 2 per epoch) 3 epochs are 6 steps
+    by_epochs = m.finetune(dst[:100], feats, key_fn, "dst/t", epochs=3, seed=0)
+    for steps, same in ((6, True), (5, False)):  # 5 steps are 2 epochs
+        by_steps = m.finetune(dst[:100], feats, key_fn, "dst/t", steps=steps, seed=0)
+        assert np.array_equal(by_epochs.scores(items, "dst/t"), by_steps.scores(items, "dst/t")) is same
     # same seed -> same model
     again = AIOP.pretrain(src, feats, key_fn, epochs=30, seed=0, hidden=32, layers=2, progress=False)
     assert np.allclose(again.scores(items, "zeroshot"), m.scores(items, "zeroshot"))

@@ -56,3 +56,20 @@ def test_sibling_labels_picks_the_best_correlated_task_and_maps_it():
     task, r, mapped = bench.sibling_labels("nb201", "target", recs)
     assert task == "linear" and r == pytest.approx(1.0)
     assert [mapped[a] for a in archs] == pytest.approx(list(x))  # (2x + 1) mapped back onto x
+
+
+def test_run_to_run_sd_pools_functional_duplicates_above_the_median():
+    """NB201, Zero = 1. With (3,4) and (2,4) Zero, edges (1,2), (1,3), (2,3) are dead, so x1, x2, x3
+    are one function (labels 90, 91, 92: squared deviations 2, 2 dof) and y1, y2 another (88, 86:
+    2, 1 dof); pooled SD sqrt(4 / 3). z1, z2 (50, 60) duplicate too but lie below the median, and
+    u, v are unique."""
+    x1, x2, x3 = (2, 2, 2, 2, 1, 1), (0, 2, 2, 0, 1, 1), (4, 4, 2, 3, 1, 1)
+    y1, y2 = (3, 3, 3, 3, 1, 1), (0, 3, 3, 3, 1, 1)
+    z1, z2 = (2, 2, 1, 2, 1, 1), (3, 3, 1, 2, 1, 1)  # output reached by Zero edges only
+    u, v, w = (2,) * 6, (3,) * 6, (4,) * 6
+    labels = {x1: 90.0, x2: 91.0, x3: 92.0, y1: 88.0, y2: 86.0, z1: 50.0, z2: 60.0, u: 40.0, v: 30.0, w: 20.0}
+    sd, dof, groups = bench.run_to_run_sd("nb201", labels)
+    assert (dof, groups) == (3, 2)
+    assert sd == pytest.approx(math.sqrt(4 / 3))
+    with pytest.raises(ValueError, match="no functional duplicates"):
+        bench.run_to_run_sd("nb201", {u: 1.0, v: 2.0})

@@ -22,6 +22,19 @@ def graph_task(family: str, task: str) -> str:
     return ""
 
 
+def canonical(family: str, arch) -> tuple:
+    """The encoding with every cell edge that cannot reach the cell output set to Zero
+    (:meth:`~predictor.spaces.ops.EdgeCell.canonical`): encodings with the same canonical form
+    train the same function, so their benchmark labels differ by run-to-run noise only."""
+    if family == "nb201":
+        from .nb201 import canonical as cell_canonical
+    elif family == "tnb101":
+        from .tnb101 import canonical as cell_canonical
+    else:
+        raise ValueError(f"canonical forms are defined for the 6-edge cell families nb201 and tnb101, not {family!r}")
+    return cell_canonical(arch)
+
+
 def build(family: str, task: str, arch) -> tuple[torch.nn.Module, torch.Tensor]:
     """A network of ``family`` for ``task`` from a parsed encoding (predictor.data.parse_arch)."""
     if family == "nb201":

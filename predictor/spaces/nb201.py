@@ -15,6 +15,11 @@ from .ops import BackboneHead, EdgeCell, ReLUConvBN, ResidualReduction
 OPS = ("skip_connect", "none", "nor_conv_3x3", "nor_conv_1x1", "avg_pool_3x3")
 
 
+def canonical(codes) -> tuple:
+    """:meth:`EdgeCell.canonical` of an encoding (already in EdgeCell's edge order)."""
+    return EdgeCell.canonical(codes, OPS.index("none"))
+
+
 def make_edge_op(code: int, channels: int) -> nn.Module | None:
     if code == 0:
         return nn.Identity()

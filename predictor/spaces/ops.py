@@ -60,6 +60,22 @@ class EdgeCell(nn.Module):
                 live.add(j)
         self.output_live = 3 in live
 
+    @classmethod
+    def canonical(cls, codes, zero_code: int) -> tuple:
+        """``codes`` with every edge whose head node cannot reach the output set to ``zero_code``.
+
+        Such an edge never affects the output, so encodings with the same canonical form train the
+        same function and differ only in the random initialisation of unused ops: their labels in a
+        benchmark differ by run-to-run noise alone. (Edges leaving a node with no live input are
+        kept: the op sees zeros, but a BatchNorm's learned shift can still pass a constant on.)
+        """
+        codes = tuple(int(c) for c in codes)
+        reaches_output = {3}
+        for (i, j), c in reversed(list(zip(cls.EDGES, codes))):  # sorted by tail: heads are settled first
+            if c != zero_code and j in reaches_output:
+                reaches_output.add(i)
+        return tuple(c if j in reaches_output else zero_code for (_, j), c in zip(cls.EDGES, codes))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         nodes: dict[int, torch.Tensor] = {0: x}
         for i, j in self.EDGES:

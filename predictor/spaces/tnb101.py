@@ -108,6 +108,12 @@ def _edgecell_codes(codes) -> tuple:
     return tuple(out)
 
 
+def canonical(codes) -> tuple:
+    """:meth:`EdgeCell.canonical` of an encoding, in the file's edge order."""
+    cell = EdgeCell.canonical(_edgecell_codes(codes), OPS.index("none"))
+    return tuple(cell[_TO_EDGECELL[k]] for k in range(6))
+
+
 class _Scale0(nn.Module):
     """Multiplies by zero: the output of a cell whose every path is a Zero op."""
 
