@@ -47,8 +47,12 @@ validation_*.json runs (``--validation-summary``) and names the choice among 10 
 several kappas and one head at search-tolerance factors 1 to -2 (``--members 1 --kappa 0
 --search-tolerance=F``).
 
-``--ceiling`` (results/aiop_reduce.ceiling.md, about 35 min): what estimator error the target
-needs. The same searches with the true labels plus per-architecture Gaussian noise of sigma
+More labels: ``--modes labelled --n 200 --name aiop_reduce.n200`` (results/aiop_reduce.n200.md) is the
+table with 200 fine-tuning labels, everything else as validated at 50 (kappa not re-validated).
+
+``--ceiling`` (results/aiop_reduce.ceiling.md, about 2 h of one core: its slow part, per task in
+results/aiop_reduce.ceiling.curve.jsonl, resumes, and a second process given the last tasks with
+``--tasks`` halves it): what estimator error the target needs. The same searches with the true labels plus per-architecture Gaussian noise of sigma
 tolerances, and with a sibling task's true labels (hindsight on every label), against the table
 estimator's *difference error*: the RMS error of its predicted child-minus-start difference on
 the decisions near the boundary, in the noisy oracle's units. The target needs sigma of about
@@ -393,6 +397,10 @@ CEILING_SIGMAS = (0.25, 0.5, 1.0, 2.0)
 CEILING_LABELS = (20, 50, 100, 200, 400)
 
 
+#: the ceiling study's difference error against fine-tuning labels, one row per finished task
+CEILING_CURVE = RESULTS / "aiop_reduce.ceiling.curve.jsonl"
+
+
 def sibling_labels(fam, task, recs) -> tuple[str, float, dict]:
     """The same family's other task whose true labels correlate best (Pearson, over shared archs) with
     this task's, mapped onto this task's scale by least squares: (task, r, arch -> mapped label). Both
@@ -451,10 +459,29 @@ def run_ceiling(tasks, recs, args) -> None:
                     methods[name] = [{"arch": list(c.arch), "mflops": c.flops, "label": labels[c.arch]} for c in res.front]
                 rows.append({"mode": "labelled", "task": f"{fam}/{task}", "seed": seed, "start_label": s.label,
                              "start_mflops": res.start.flops, "evaluations": res.evaluations, "methods": methods})
+    # the curve is the slow part (about 12 min a task): each task's is kept in CEILING_CURVE as it
+    # finishes and reused by a rerun of the same configuration, so runs resume, and processes
+    # given disjoint --tasks can share the work
+    curve_config = {"labels": list(CEILING_LABELS), "finetune": R.FINETUNE, "graph_version": graphs.GRAPH_VERSION,
+                    **{k: getattr(args, k) for k in ("starts", "members", "max_edits_labelled", "pretrain_epochs",
+                                                     "pretrain_per_family")}}
+    done = {}
+    if CEILING_CURVE.is_file():
+        for line in CEILING_CURVE.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:  # a torn last line from an interrupted run
+                continue
+            if row["config"] == curve_config:
+                done[row["task"]] = {int(n): e for n, e in row["difference_error_tol"].items()}
     for fam, task in tqdm(tasks, desc="difference error vs labels"):
+        name = f"{fam}/{task}"
+        if name in done:
+            infos[name]["difference_error_tol"] = done[name]
+            continue
         task_recs, labels, tol, _ = task_labels(recs, fam, task)
         base = pretrained(recs, fam, args, progress=False)
-        curve = infos[f"{fam}/{task}"]["difference_error_tol"] = {}
+        curve = infos[name]["difference_error_tol"] = {}
         # nested fine-tuning sets, all scored on the children outside the largest
         starts, _, pool = split_task(task_recs, args.starts, max(CEILING_LABELS))
         unseen = set(labels) - {r.arch for r in pool}
@@ -465,6 +492,9 @@ def run_ceiling(tasks, recs, args) -> None:
                                   records=task_recs)
             curve[n] = difference_error(est, est.flops, R.space_for(fam), starts, labels, unseen,
                                         args.max_edits_labelled, tol)
+        RESULTS.mkdir(exist_ok=True)
+        with CEILING_CURVE.open("a") as fh:
+            fh.write(json.dumps({"task": name, "config": curve_config, "difference_error_tol": curve}) + "\n")
     summ = summarise(rows, {t: i["tolerance"] for t, i in infos.items()})["labelled"]
     names = [ORACLE] + [f"sigma={sg:g}" for sg in CEILING_SIGMAS] + ["sibling"]
     table = RESULTS / "aiop_reduce.json"
