@@ -401,6 +401,19 @@ CEILING_LABELS = (20, 50, 100, 200, 400)
 CEILING_CURVE = RESULTS / "aiop_reduce.ceiling.curve.jsonl"
 
 
+def _finished_curves(config) -> dict:
+    """task -> {N: difference error} of the CEILING_CURVE rows made with ``config``."""
+    done = {}
+    for line in CEILING_CURVE.read_text().splitlines() if CEILING_CURVE.is_file() else []:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:  # a torn last line from an interrupted run
+            continue
+        if row["config"] == config:
+            done[row["task"]] = {int(n): e for n, e in row["difference_error_tol"].items()}
+    return done
+
+
 def sibling_labels(fam, task, recs) -> tuple[str, float, dict]:
     """The same family's other task whose true labels correlate best (Pearson, over shared archs) with
     this task's, mapped onto this task's scale by least squares: (task, r, arch -> mapped label). Both
@@ -465,19 +478,13 @@ def run_ceiling(tasks, recs, args) -> None:
     curve_config = {"labels": list(CEILING_LABELS), "finetune": R.FINETUNE, "graph_version": graphs.GRAPH_VERSION,
                     **{k: getattr(args, k) for k in ("starts", "members", "max_edits_labelled", "pretrain_epochs",
                                                      "pretrain_per_family")}}
-    done = {}
-    if CEILING_CURVE.is_file():
-        for line in CEILING_CURVE.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # a torn last line from an interrupted run
-                continue
-            if row["config"] == curve_config:
-                done[row["task"]] = {int(n): e for n, e in row["difference_error_tol"].items()}
+    reused = 0
     for fam, task in tqdm(tasks, desc="difference error vs labels"):
         name = f"{fam}/{task}"
+        done = _finished_curves(curve_config)  # read per task: another process may have added it
         if name in done:
             infos[name]["difference_error_tol"] = done[name]
+            reused += 1
             continue
         task_recs, labels, tol, _ = task_labels(recs, fam, task)
         base = pretrained(recs, fam, args, progress=False)
@@ -520,7 +527,8 @@ def run_ceiling(tasks, recs, args) -> None:
              "(results/aiop_reduce.md). Cells: share of returned archs truly within tolerance / median FLOPs cut; the "
              "difference errors are in tolerances (see the second table); the "
              "target is >= 80% with >= 25%. `nice -n 10 python benchmarks/aiop_reduce.py --ceiling` "
-             f"({(time.time() - t0) / 60:.1f} min).", "",
+             f"({(time.time() - t0) / 60:.1f} min; the label curves of {reused} of {len(tasks)} tasks were taken from "
+             "results/aiop_reduce.ceiling.curve.jsonl, about 12 min of one core each).", "",
              "| task | tolerance | " + " | ".join(names[:-1]) + " | sibling (task, r, difference error) | sibling | AIO-P (table; difference error) |",
              "|---" * (len(names) + 4) + "|"]
     for task, per_m in summ.items():
@@ -541,10 +549,15 @@ def run_ceiling(tasks, recs, args) -> None:
               "column (another fine-tuning set and fewer children). Cells: RMS of the error of the predicted "
               "child-minus-start difference over those whose true difference is within "
               f"{BOUNDARY_BAND:g} tolerances of the boundary (-1 tolerance), / sqrt 2, in tolerances: the sigma of "
-              "the noisy oracle above that errs as much on those decisions.", "",
-              "| task | " + " | ".join(f"N={n}" for n in CEILING_LABELS) + " |", "|---" * (1 + len(CEILING_LABELS)) + "|"]
-    lines += [f"| {task} | " + " | ".join(f"{i['difference_error_tol'][n]:.2f}" for n in CEILING_LABELS) + " |"
-              for task, i in infos.items()]
+              "the noisy oracle above that errs as much on those decisions. Label noise: the labels' run-to-run SD "
+              "(results/aiop_reduce.noise.md, `--label-noise`), about what a perfect predictor of expected "
+              "performance would score here.", "",
+              "| task | " + " | ".join(f"N={n}" for n in CEILING_LABELS) + " | label noise |",
+              "|---" * (2 + len(CEILING_LABELS)) + "|"]
+    noise_file = RESULTS / "aiop_reduce.noise.json"
+    noise = json.loads(noise_file.read_text())["tasks"] if noise_file.is_file() else {}
+    lines += [f"| {task} | " + " | ".join(f"{i['difference_error_tol'][n]:.2f}" for n in CEILING_LABELS)
+              + (f" | {noise[task]['run_to_run_sd_tol']:.2f} |" if task in noise else " | n/a |") for task, i in infos.items()]
     (RESULTS / "aiop_reduce.ceiling.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
