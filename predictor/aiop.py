@@ -127,7 +127,8 @@ class AIOP:
         z = std.transform([r.label for r in records], fl)
         items = [feats.item(k, zi, 0) for k, zi in zip(keys, z)]
         batch = min(len(items), 64)
-        epochs = epochs or max(1, steps // max(1, -(-len(items) // batch)))
+        if epochs is None:
+            epochs = max(1, steps // max(1, -(-len(items) // batch)))
         train(new.model, items, [head], epochs, lr, batch_size=batch, seed=seed, progress=progress, desc="finetune",
               rank_weight=rank_weight)
         return new
