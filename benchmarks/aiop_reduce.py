@@ -278,6 +278,18 @@ def _pct(v) -> str:
     return "n/a" if v is None else f"{v:.1f}%"
 
 
+def _share_cut(stats) -> str:
+    """One method's summary on one task as "share within tolerance / median cut"."""
+    return "n/a" if stats is None or stats["share_within"] is None else \
+        f"{100 * stats['share_within']:.0f}% / {_pct(stats['median_cut_pct'])}"
+
+
+def _main_table() -> dict:
+    """results/aiop_reduce.json, the table the studies compare AIO-P with (empty if not yet run)."""
+    path = RESULTS / "aiop_reduce.json"
+    return json.loads(path.read_text()) if path.is_file() else {"summary": {"labelled": {}}, "tasks": {}}
+
+
 def write_report(rows, infos, config, seconds, name, resumed):
     tols = {t: i["tolerance"] for t, i in infos.items()}
     summ = summarise([r for r in rows if r["task"] in tols], tols)
@@ -504,17 +516,12 @@ def run_ceiling(tasks, recs, args) -> None:
             fh.write(json.dumps({"task": name, "config": curve_config, "difference_error_tol": curve}) + "\n")
     summ = summarise(rows, {t: i["tolerance"] for t, i in infos.items()})["labelled"]
     names = [ORACLE] + [f"sigma={sg:g}" for sg in CEILING_SIGMAS] + ["sibling"]
-    table = RESULTS / "aiop_reduce.json"
-    aiop = json.loads(table.read_text()) if table.is_file() else {"summary": {"labelled": {}}, "tasks": {}}
+    aiop = _main_table()
     RESULTS.mkdir(exist_ok=True)
     config = {k: getattr(args, k) for k in ("starts", "seeds", "budget", "n", "max_edits_labelled", "members",
                                             "pretrain_epochs", "pretrain_per_family")}
     (RESULTS / "aiop_reduce.ceiling.json").write_text(json.dumps(
         {"config": config, "sigmas": CEILING_SIGMAS, "labels": CEILING_LABELS, "tasks": infos, "summary": summ, "seconds": time.time() - t0}, indent=1))
-
-    def cell(s):
-        return "n/a" if s is None or s["share_within"] is None else \
-            f"{100 * s['share_within']:.0f}% / {_pct(s['median_cut_pct'])}"
 
     lines = ["# FLOPs reduction: what estimator error the target needs", "",
              f"The protocol of results/aiop_reduce.md ({args.starts} top-quartile starts x {args.seeds} seeds per task, "
@@ -533,10 +540,10 @@ def run_ceiling(tasks, recs, args) -> None:
              "|---" * (len(names) + 4) + "|"]
     for task, per_m in summ.items():
         i = infos[task]
-        lines.append(f"| {task} | {i['tolerance']:.3g} | " + " | ".join(cell(per_m[n]) for n in names[:-1])
+        lines.append(f"| {task} | {i['tolerance']:.3g} | " + " | ".join(_share_cut(per_m[n]) for n in names[:-1])
                      + f" | {i['sibling']}, r {i['sibling_r']:.3f}, error {i['sibling_difference_error_tol']:.2f} | "
-                     f"{cell(per_m['sibling'])} | "
-                     + cell(aiop["summary"]["labelled"].get(task, {}).get("AIO-P"))
+                     f"{_share_cut(per_m['sibling'])} | "
+                     + _share_cut(aiop["summary"]["labelled"].get(task, {}).get("AIO-P"))
                      + (f", error {aiop['tasks'][task]['difference_error_tol']:.2f}" if task in aiop["tasks"] else "") + " |")
     met = {n: sum(meets_target(per_m[n]) for per_m in summ.values()) for n in names}
     lines += ["", "Tasks meeting the target: " + ", ".join(f"{n} {k}/{len(summ)}" for n, k in met.items()) + ".", "",
@@ -628,17 +635,12 @@ def run_label_noise(tasks, recs, args) -> None:
             info["margins"][margin] = {"share_within": within / total if total else None,
                                        "median_cut_pct": statistics.median(cuts) if cuts else None}
         info["perfect_meets_target_at"] = [m for m, st in info["margins"].items() if meets_target(st)]
-    table = RESULTS / "aiop_reduce.json"
-    aiop = json.loads(table.read_text())["summary"]["labelled"] if table.is_file() else {}
+    aiop = _main_table()["summary"]["labelled"]
     RESULTS.mkdir(exist_ok=True)
     config = {k: getattr(args, k) for k in ("starts", "seeds", "budget", "n", "max_edits_labelled")}
     (RESULTS / "aiop_reduce.noise.json").write_text(json.dumps(
         {"config": config, "margins": NOISE_MARGINS, "draws": NOISE_DRAWS, "tasks": infos,
          "seconds": time.time() - t0}, indent=1))
-
-    def cell(st):
-        return "n/a" if st is None or st["share_within"] is None else \
-            f"{100 * st['share_within']:.0f}% / {_pct(st['median_cut_pct'])}"
 
     lines = ["# FLOPs reduction: the labels' run-to-run noise and what it leaves of the target", "",
              "Run-to-run SD: the benchmark trained functionally identical encodings separately (edges that cannot "
@@ -662,9 +664,9 @@ def run_label_noise(tasks, recs, args) -> None:
         at = i["perfect_meets_target_at"]
         lines.append(f"| {name} | {i['tolerance']:.3g} | {i['run_to_run_sd_tol']:.2f} ({i['dof']}, {i['groups']}) | "
                      f"{100 * i['equal_child_within']:.0f}% | "
-                     + " | ".join(cell(i["margins"][m]) for m in NOISE_MARGINS)
+                     + " | ".join(_share_cut(i["margins"][m]) for m in NOISE_MARGINS)
                      + f" | {'at margin ' + ', '.join(f'{m:g}' for m in at) if at else 'no'} | "
-                     + cell(aiop.get(name, {}).get("AIO-P")) + " |")
+                     + _share_cut(aiop.get(name, {}).get("AIO-P")) + " |")
     reachable = [n for n, i in infos.items() if i["perfect_meets_target_at"]]
     lines += ["", f"A perfect predictor of expected performance meets the target on {len(reachable)}/{len(infos)} "
               f"tasks at some margin: {', '.join(reachable) or 'none'}."]

@@ -136,13 +136,13 @@ class BenchmarkFlops:
         if not recs:
             raise DataError(f"no {family}/{task} architectures in the data files: the benchmark's FLOPs of that task "
                             "are unknown (tasks of a family are the top-level keys of its file)")
-        n_ops = len(space.ops)
-        x = np.zeros((len(recs), space.num_edges * n_ops + 1))
-        x[:, -1] = 1.0
+        self.space, self.family, self.task = space, family, task
+        x = np.zeros((len(recs), space.num_edges * len(space.ops) + 1))
+        x[:, -1] = 1.0  # the base
         for i, r in enumerate(recs):
-            x[i, [e * n_ops + c for e, c in enumerate(space.check(r.arch))]] = 1.0
-        unseen = [f"edge {e} op {space.ops[c]}" for e in range(space.num_edges) for c in range(n_ops)
-                  if not x[:, e * n_ops + c].any()]
+            x[i, self._columns(r.arch)] = 1.0
+        n_ops = len(space.ops)
+        unseen = [f"edge {k // n_ops} op {space.ops[k % n_ops]}" for k in np.flatnonzero(~x[:, :-1].any(0))]
         if unseen:
             raise DataError(f"{family}/{task}: the data file has no architecture with {', '.join(unseen)}, so its FLOPs "
                             "table is undetermined")
@@ -152,12 +152,13 @@ class BenchmarkFlops:
         if worst > 1e-9 * float(np.abs(y).max()):
             raise DataError(f"{family}/{task}: the data file's FLOPs are not additive over (edge, op) (a fit misses "
                             f"by up to {worst:.3g} MFLOPs), so they cannot be extended to unlabelled encodings")
-        self.space, self.family, self.task = space, family, task
+
+    def _columns(self, arch) -> list[int]:
+        """The table's entries of ``arch``: one (edge, op) column per edge."""
+        return [e * len(self.space.ops) + c for e, c in enumerate(self.space.check(arch))]
 
     def __call__(self, arch) -> float:
-        n_ops = len(self.space.ops)
-        arch = self.space.check(arch)
-        return float(self.weights[-1] + sum(self.weights[e * n_ops + c] for e, c in enumerate(arch)))
+        return float(self.weights[-1] + self.weights[self._columns(arch)].sum())
 
 
 @dataclass(frozen=True)
