@@ -60,18 +60,19 @@ def _reduce(args) -> int:
         est = reduce.AIOPEstimator(models[0] if len(models) == 1 else models, fam, task, args.head)
     except KeyError as err:
         raise SystemExit(err.args[0]) from None
+    kappa = reduce.default_kappa(est.finetune_labels) if args.kappa is None else args.kappa
     allowed = None
     if args.labelled_only:
         allowed = {x.arch for x in data.load_family(fam) if x.task == task}
     res = reduce.reduce(start, space, est, est.flops, args.tolerance, args.budget, args.seed,
-                        max_edits=args.max_edits, allowed=allowed, kappa=args.kappa)
+                        max_edits=args.max_edits, allowed=allowed, kappa=kappa)
     print(f"{args.task} head={est.head} start predicted {res.start.score:.4g}, {res.start.flops:.4g} MFLOPs; "
           f"{res.evaluations} evaluations, {len(res.front)} on the front (tolerance {args.tolerance}"
-          + (f", {len(models)} members, kappa {args.kappa})" if len(models) > 1 else ")"))
+          + (f", {len(models)} members, kappa {kappa:g})" if len(models) > 1 else ")"))
     print(reduce.format_table(res, space, args.format), end="")
     if args.out:
         out = Path(args.out)
-        meta = {"task": args.task, "head": est.head, "checkpoints": args.checkpoint, "kappa": args.kappa,
+        meta = {"task": args.task, "head": est.head, "checkpoints": args.checkpoint, "kappa": kappa,
                 "tolerance": args.tolerance, "budget": args.budget,
                 "seed": args.seed, "max_edits": args.max_edits, "labelled_only": args.labelled_only,
                 "evaluations": res.evaluations, "flops_source": "the benchmark's data file (predictor.reduce.BenchmarkFlops)",
@@ -84,8 +85,6 @@ def _reduce(args) -> int:
 
 
 def main(argv=None) -> int:
-    from .reduce import DEFAULT_KAPPA
-
     p = argparse.ArgumentParser(prog="aiop", description="AIO-P neural performance predictor")
     sub = p.add_subparsers(dest="cmd", required=True)
     a = sub.add_parser("pretrain", help="pre-train on the classification families")
@@ -123,9 +122,10 @@ def main(argv=None) -> int:
     r.add_argument("--start", required=True, help="start encoding as in the data files, e.g. \"[2, 2, 3, 2, 0, 2]\"")
     r.add_argument("--head", default=None, help="predictor head (default: the task's own head; or zeroshot)")
     r.add_argument("--tolerance", type=float, default=1.0, help="allowed predicted drop, in the head's units")
-    r.add_argument("--kappa", type=float, default=DEFAULT_KAPPA,
+    r.add_argument("--kappa", type=float, default=None,
                    help="ensembles: a child counts as mean - kappa x std over members of its predicted difference "
-                        "to the start (default chosen on validation tasks, benchmarks/results/aiop_reduce.validation.md)")
+                        "to the start (default: the value chosen on validation tasks for the number of labels the "
+                        "heads were fine-tuned on, predictor.reduce.KAPPA_BY_LABELS)")
     r.add_argument("--budget", type=int, default=200, help="estimator evaluations")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--max-edits", type=int, default=2, help="edges changed per mutation (1..)")

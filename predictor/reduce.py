@@ -42,8 +42,19 @@ import numpy as np
 
 
 #: ensembles: members' standard deviations subtracted from a child's mean predicted difference to
-#: the start; chosen on validation tasks only (benchmarks/results/aiop_reduce.validation.md)
-DEFAULT_KAPPA = 2.5
+#: the start, per number of fine-tuning labels; chosen on validation tasks only
+#: (benchmarks/results/aiop_reduce.validation.md). Heads fine-tuned on more labels err less, and
+#: the margin that keeps 80% of children within tolerance with 50 labels cuts little with 200.
+KAPPA_BY_LABELS = {50: 2.5, 200: 1.5}
+
+
+def default_kappa(finetune_labels: int | None) -> float:
+    """The validated kappa for heads fine-tuned on ``finetune_labels`` labels: that of the
+    nearest validated count on a log scale; the smallest count's (the most cautious) when
+    unknown (checkpoints fine-tuned before the count was recorded)."""
+    if not finetune_labels:
+        return KAPPA_BY_LABELS[min(KAPPA_BY_LABELS)]
+    return KAPPA_BY_LABELS[min(KAPPA_BY_LABELS, key=lambda n: abs(np.log(n / finetune_labels)))]
 #: fine-tuning of an estimator's heads (AIOP.finetune arguments): plain MSE, no ranking term, and
 #: longer than the transfer study's ranking-oriented default, because the search decides on
 #: child-minus-start differences, not ranks. Chosen on validation tasks only by the error of
@@ -362,6 +373,8 @@ class AIOPEstimator:
                 raise KeyError(f"checkpoint has no head {self.head!r} (heads: {sorted(m.model.heads)}); fine-tune "
                                f"one with `aiop finetune --task {family}/{task}` or pass --head {ZERO_SHOT}")
         self.stds = [m.standardizers.get(self.head) for m in self.models]
+        #: labels the head was fine-tuned on (None: zero-shot, or a checkpoint from before this was recorded)
+        self.finetune_labels = self.models[0].config.get("finetune_labels", {}).get(self.head)
         self._scores: dict[tuple, np.ndarray] = {}
 
     def __call__(self, archs) -> np.ndarray:

@@ -73,3 +73,24 @@ def test_run_to_run_sd_pools_functional_duplicates_above_the_median():
     assert sd == pytest.approx(math.sqrt(4 / 3))
     with pytest.raises(ValueError, match="no functional duplicates"):
         bench.run_to_run_sd("nb201", {u: 1.0, v: 2.0})
+
+
+def test_labels_near_orders_by_edits_to_the_nearest_start():
+    """Candidates come fewest edits from any start first (here 0, 1, 1, 2, 2, 4 edits); a tie is
+    broken by the seed, the same seed gives the same pick, and no start is a clear error."""
+    from types import SimpleNamespace as Rec
+
+    starts = [(0, 0, 0, 0), (3, 3, 3, 3)]
+    cands = [Rec(arch=a) for a in [(1, 2, 1, 2), (0, 0, 1, 1), (3, 3, 3, 3), (3, 3, 3, 0), (0, 1, 0, 0),
+                                   (0, 2, 2, 0)]]
+    edits = [4, 2, 0, 1, 1, 2]  # to the nearest start, by hand
+    picked = bench.labels_near(starts, cands, 3, seed=0)
+    assert [edits[cands.index(c)] for c in picked] == [0, 1, 1]
+    assert {c.arch for c in picked} == {(3, 3, 3, 3), (3, 3, 3, 0), (0, 1, 0, 0)}
+    full = bench.labels_near(starts, cands, 10, seed=0)
+    assert sorted(edits[cands.index(c)] for c in full) == [edits[cands.index(c)] for c in full] and len(full) == 6
+    ties = {tuple(c.arch for c in bench.labels_near(starts, cands, 4, seed=s))[3] for s in range(20)}
+    assert ties == {(0, 0, 1, 1), (0, 2, 2, 0)}  # the 2-edit pair, either way round
+    assert bench.labels_near(starts, cands, 4, seed=7) == bench.labels_near(starts, cands, 4, seed=7)
+    with pytest.raises(ValueError, match="at least one start"):
+        bench.labels_near([], cands, 2)

@@ -120,11 +120,22 @@ def test_cli_reduce_with_an_ensemble(tmp_path, monkeypatch, capsys):
     out = tmp_path / "front"
     assert main(["reduce", "--checkpoint", *map(str, paths), "--kappa", "1", "--task", "nb201/cifar10",
                  "--start", str(list(start)), "--tolerance", "100", "--budget", "12", "--out", str(out)]) == 0
-    assert "2 members, kappa 1.0" in capsys.readouterr().out
+    assert "2 members, kappa 1)" in capsys.readouterr().out
     meta = json.loads(out.with_suffix(".json").read_text())
     members = R.AIOPEstimator(heads, "nb201", "cifar10")([start])[0]
     assert meta["checkpoints"] == list(map(str, paths)) and meta["kappa"] == 1.0
     assert meta["start"]["predicted"] == pytest.approx(members.mean(), rel=1e-6)
     assert meta["front"] and all(r["mflops"] < meta["start"]["mflops"] for r in meta["front"])
+    # without --kappa: the kappa validated for the heads' 12 fine-tuning labels (nearest count 50)
+    assert all(h.config["finetune_labels"] == {"nb201/cifar10": 12} for h in heads)
+    assert main(["reduce", "--checkpoint", *map(str, paths), "--task", "nb201/cifar10", "--start", str(list(start)),
+                 "--tolerance", "100", "--budget", "12", "--out", str(out)]) == 0
+    assert json.loads(out.with_suffix(".json").read_text())["kappa"] == R.KAPPA_BY_LABELS[50] == 2.5
     with pytest.raises(SystemExit, match="--members must be >= 1"):
         main(["finetune", "--checkpoint", str(paths[0]), "--task", "nb201/cifar10", "--members", "0", "--out", "x.pt"])
+
+
+def test_default_kappa_is_the_nearest_validated_label_count():
+    """Nearest on a log scale: 100 is the midpoint of 50 and 200; unknown counts get the cautious 2.5."""
+    assert R.KAPPA_BY_LABELS == {50: 2.5, 200: 1.5}
+    assert [R.default_kappa(n) for n in (None, 12, 50, 99, 101, 200, 1000)] == [2.5, 2.5, 2.5, 2.5, 1.5, 1.5, 1.5]
