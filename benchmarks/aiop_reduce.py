@@ -53,8 +53,9 @@ table with 200 fine-tuning labels and the kappa validated for 200 (the validatio
 
 ``--finetune-choice near`` fine-tunes on the N labelled archs fewest edits from a start instead of
 a random N. It lowers the near-boundary difference error on the validation tasks (50 labels:
-1.44 -> 1.13 and 1.65 -> 1.39 tolerances) but no kappa makes it win under the rule at 50 or 200
-labels (results/aiop_reduce.validation.md): the searches then return nothing more often.
+1.44 -> 1.13 and 1.65 -> 1.39 tolerances) but no kappa tried (1.5-3 at 50 labels, 1-2.5 at 200)
+makes it win under the rule (results/aiop_reduce.validation.md): with 50 labels the searches
+return nothing more often, and with 200 they cut cifar100 by 16-24% at most.
 
 ``--ceiling`` (results/aiop_reduce.ceiling.md, about 2 h of one core: its slow part, per task in
 results/aiop_reduce.ceiling.curve.jsonl, resumes, and a second process given the last tasks with
