@@ -46,6 +46,13 @@ import numpy as np
 #: (benchmarks/results/aiop_reduce.validation.md). Heads fine-tuned on more labels err less, and
 #: the margin that keeps 80% of children within tolerance with 50 labels cuts little with 200.
 KAPPA_BY_LABELS = {50: 2.5, 200: 1.5}
+#: fine-tuning of an estimator's heads (AIOP.finetune arguments): plain MSE, no ranking term, and
+#: longer than the transfer study's ranking-oriented default, because the search decides on
+#: child-minus-start differences, not ranks. Chosen on validation tasks only by the error of
+#: those differences near the tolerance boundary (benchmarks/results/aiop_reduce.finetune.md,
+#: 50 labels, where an epoch is one step). In epochs, so more labels get more steps: a fixed
+#: 300 steps underfits 200 labels (cifar100 error 0.95 vs 0.76 tolerances at 1,500 steps).
+FINETUNE = {"epochs": 300, "lr": 1e-3, "rank_weight": 0.0}
 
 
 def default_kappa(finetune_labels: int | None) -> float:
@@ -55,13 +62,6 @@ def default_kappa(finetune_labels: int | None) -> float:
     if not finetune_labels:
         return KAPPA_BY_LABELS[min(KAPPA_BY_LABELS)]
     return KAPPA_BY_LABELS[min(KAPPA_BY_LABELS, key=lambda n: abs(np.log(n / finetune_labels)))]
-#: fine-tuning of an estimator's heads (AIOP.finetune arguments): plain MSE, no ranking term, and
-#: longer than the transfer study's ranking-oriented default, because the search decides on
-#: child-minus-start differences, not ranks. Chosen on validation tasks only by the error of
-#: those differences near the tolerance boundary (benchmarks/results/aiop_reduce.finetune.md,
-#: 50 labels, where an epoch is one step). In epochs, so more labels get more steps: a fixed
-#: 300 steps underfits 200 labels (cifar100 error 0.95 vs 0.76 tolerances at 1,500 steps).
-FINETUNE = {"epochs": 300, "lr": 1e-3, "rank_weight": 0.0}
 
 
 class UnsupportedFamilyError(ValueError):
