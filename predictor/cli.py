@@ -3,6 +3,7 @@
 Examples::
 
     aiop pretrain --out aiop.pt --epochs 30            # classification families NB101/201/301
+    aiop pretrain --out lto.pt --families nb101,nb201,nb301,tnb101 --exclude-tasks tnb101/jigsaw
     aiop finetune --checkpoint aiop.pt --task tnb101/segmentsemantic --n 20 --out seg.pt
     aiop evaluate --checkpoint seg.pt --task tnb101/segmentsemantic
     aiop predict --checkpoint aiop.pt --onnx net.onnx [--task nb201/cifar10]
@@ -94,6 +95,10 @@ def main(argv=None) -> int:
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--flops-scale", action="store_true", help="divide labels by log(1+MFLOPs) before z-scoring")
     a.add_argument("--per-family", type=int, default=None, help="seeded subset: this many archs per family")
+    a.add_argument("--exclude-tasks", default="",
+                   help="comma-separated <family>/<task> left out of pre-training, e.g. --families "
+                        "nb101,nb201,nb301,tnb101 --exclude-tasks tnb101/jigsaw to transfer to an unseen task of a "
+                        "family whose other tasks are seen (benchmarks/aiop_reduce.py --pretrain leave-task-out)")
     f = sub.add_parser("finetune", help="fine-tune a new head on N labelled architectures of a task")
     f.add_argument("--checkpoint", required=True)
     f.add_argument("--task", required=True, help="<family>/<task>, e.g. tnb101/segmentsemantic")
@@ -148,6 +153,12 @@ def _train_or_use(args) -> int:
 
     if args.cmd == "pretrain":
         recs = _records(tuple(args.families.split(",")), args.per_family)
+        excluded = {t for t in args.exclude_tasks.split(",") if t}
+        unknown = excluded - {f"{r.family}/{r.task}" for r in recs}
+        if unknown:
+            raise SystemExit(f"--exclude-tasks {', '.join(sorted(unknown))}: no such task in the pre-training families "
+                             f"{args.families} (tasks are <family>/<task>, e.g. tnb101/jigsaw)")
+        recs = [r for r in recs if f"{r.family}/{r.task}" not in excluded]
         t0 = time.time()
         feats, key_fn = _features(recs)
         t1 = time.time()

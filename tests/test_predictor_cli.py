@@ -55,3 +55,14 @@ def test_missing_data_file_is_one_clear_line(argv, tmp_path, monkeypatch):
     monkeypatch.setenv("AIOP_DATA", str(tmp_path))
     with pytest.raises(SystemExit, match=f"aiop {argv[0]}: data file .*not found.*AIOP_DATA"):
         main(argv)
+
+
+def test_cli_pretrain_leaves_excluded_tasks_out(tmp_path):
+    out = tmp_path / "lto.pt"
+    assert main(["pretrain", "--out", str(out), "--families", "tnb101", "--exclude-tasks", "tnb101/jigsaw",
+                 "--per-family", "3", "--epochs", "1"]) == 0
+    heads = set(AIOP.load(out).pretrain_heads)
+    assert "tnb101/jigsaw" not in heads and {"tnb101/class_scene", "tnb101/normal"} <= heads
+    with pytest.raises(SystemExit, match="--exclude-tasks tnb101/jigsw: no such task"):
+        main(["pretrain", "--out", str(out), "--families", "tnb101", "--exclude-tasks", "tnb101/jigsw",
+              "--per-family", "3", "--epochs", "1"])

@@ -94,3 +94,48 @@ def test_labels_near_orders_by_edits_to_the_nearest_start():
     assert bench.labels_near(starts, cands, 4, seed=7) == bench.labels_near(starts, cands, 4, seed=7)
     with pytest.raises(ValueError, match="at least one start"):
         bench.labels_near([], cands, 2)
+
+
+def test_pretraining_records_leave_the_task_or_its_family_out():
+    arch = (0,) * 6
+    recs = [Record(f, t, arch, 1.0, 0.0, 0.0) for f, t in
+            [("nb101", "cifar10"), ("nb201", "cifar10"), ("nb201", "cifar100"), ("nb301", "cifar10"),
+             ("tnb101", "class_scene"), ("tnb101", "jigsaw")]]
+
+    def picked(fam, task, choice):
+        return sorted((r.family, r.task) for r in bench.pretraining_records(recs, fam, task, choice))
+
+    assert picked("tnb101", "jigsaw", "families") == [("nb101", "cifar10"), ("nb201", "cifar10"),
+                                                       ("nb201", "cifar100"), ("nb301", "cifar10")]
+    assert picked("tnb101", "jigsaw", "leave-task-out") == picked("tnb101", "jigsaw", "families") + [
+        ("tnb101", "class_scene")]
+    assert picked("nb201", "cifar10", "families") == [("nb101", "cifar10"), ("nb301", "cifar10")]
+    assert picked("nb201", "cifar10", "leave-task-out") == [("nb101", "cifar10"), ("nb201", "cifar100"),
+                                                             ("nb301", "cifar10")]
+    # one cache file per held-out task under leave-task-out, one per family otherwise
+    assert bench.pretraining_tag("tnb101", "jigsaw", "families") == bench.pretraining_tag("tnb101", "normal",
+                                                                                         "families")
+    assert bench.pretraining_tag("tnb101", "jigsaw", "leave-task-out") != bench.pretraining_tag(
+        "tnb101", "normal", "leave-task-out")
+    with pytest.raises(ValueError, match="pre-training choice"):
+        bench.pretraining_records(recs, "nb201", "cifar10", "everything")
+
+
+@pytest.mark.slow  # real pre-trainings (tiny ones): about 15-30 s
+def test_pretrained_bases_differ_by_seed_and_come_back_from_the_cache(tmp_path, monkeypatch):
+    import argparse
+
+    import torch
+
+    from predictor import data
+
+    monkeypatch.setenv("AIOP_CACHE", str(tmp_path))
+    args = argparse.Namespace(pretrain_epochs=1, pretrain_per_family=2)
+    recs = data.load_family("tnb101")  # the family's other tasks alone: a small pre-training
+    first = bench.pretrained(recs, "tnb101", "jigsaw", "leave-task-out", args, False, seeds=(0, 1))
+    assert "tnb101/jigsaw" not in first[0].pretrain_heads and "tnb101/normal" in first[0].pretrain_heads
+    weights = [torch.cat([p.flatten() for p in m.model.parameters()]) for m in first]
+    assert not torch.equal(weights[0], weights[1])
+    assert len(list((tmp_path / "reduce-bench").glob("pre-*.pt"))) == 2
+    again = bench.pretrained(recs, "tnb101", "jigsaw", "leave-task-out", args, False, seeds=(1,))
+    assert torch.equal(torch.cat([p.flatten() for p in again[0].model.parameters()]), weights[1])
