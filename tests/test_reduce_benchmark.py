@@ -139,3 +139,23 @@ def test_pretrained_bases_differ_by_seed_and_come_back_from_the_cache(tmp_path, 
     assert len(list((tmp_path / "reduce-bench").glob("pre-*.pt"))) == 2
     again = bench.pretrained(recs, "tnb101", "jigsaw", "leave-task-out", args, False, seeds=(1,))
     assert torch.equal(torch.cat([p.flatten() for p in again[0].model.parameters()]), weights[1])
+
+
+def test_summarise_share_cut_and_pick_bias_hand_worked():
+    """Two runs, tolerance 0.5. AIO-P returns a (cut 50%, true -0.25, within) and b (cut 20%, true
+    -1.0, not within), then nothing. Its picks' predicted differences (+0.25 and -0.25) exceed the true
+    ones by 0.5 and 0.75 points: pick bias 0.625 / 0.5 = 1.25 tolerances. The oracle gets no bias
+    (its scores are not the row's start_predicted's)."""
+    row = {"mode": "labelled", "task": "t", "start_label": 90.0, "start_mflops": 100.0, "start_predicted": 80.0,
+           "evaluations": 10}
+    a = {"mflops": 50.0, "label": 89.75, "predicted": 80.25}
+    b = {"mflops": 80.0, "label": 89.0, "predicted": 79.75}
+    rows = [dict(row, methods={"AIO-P": [a, b], "oracle": [a]}),
+            dict(row, evaluations=20, methods={"AIO-P": [], "oracle": [a]})]
+    s = bench.summarise(rows, {"t": 0.5})["labelled"]["t"]
+    aiop = s["AIO-P"]
+    assert (aiop["runs"], aiop["empty"], aiop["returned"], aiop["within"]) == (2, 1, 2, 1)
+    assert aiop["share_within"] == 0.5 and aiop["median_cut_pct"] == pytest.approx(35.0)
+    assert aiop["mean_evaluations"] == 15.0
+    assert aiop["pick_bias_tol"] == pytest.approx(1.25)
+    assert "pick_bias_tol" not in s["oracle"] and s["oracle"]["share_within"] == 1.0
