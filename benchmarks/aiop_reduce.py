@@ -194,6 +194,18 @@ def pretraining_tag(fam, task, choice: str) -> str:
     return tag + (f"+{fam}-but-{task}" if choice == "leave-task-out" else "")
 
 
+def pretrain_choices(config: dict) -> list:
+    """The PRETRAIN_CHOICES of a run's configuration (or ``vars(args)``); runs from before the
+    option pre-trained on the families only."""
+    return config.get("pretrain", "families").split(",")
+
+
+def total_heads(config: dict) -> int:
+    """Heads in a run's estimator: ``members`` per pre-trained base, one base per pre-training
+    choice and seed."""
+    return config["members"] * config.get("pretrain_seeds", 1) * len(pretrain_choices(config))
+
+
 def pretrained(recs, fam, task, choice, args, progress, seeds=(0,)) -> list:
     """AIO-P pre-trained on :func:`pretraining_records` of ``fam``/``task``, one per seed (cached on
     disk by configuration; the graphs are built once for the seeds not yet cached)."""
@@ -332,7 +344,7 @@ def run_task(fam, task, recs, bases, args, mode_seeds, done, write, progress):
     info = {"tolerance": tol, "finetune_archs": len(ft), "heldout_srcc": srcc, "heldout_archs": len(held),
             "difference_error_tol": difference_error(est, est.flops, space, starts, labels, labelled_allowed,
                                                      args.max_edits_labelled, tol),
-            "tolerance_reason": reason, "pretrain": [pretraining_tag(fam, task, c) for c in args.pretrain.split(",")]}
+            "tolerance_reason": reason, "pretrain": [pretraining_tag(fam, task, c) for c in pretrain_choices(vars(args))]}
     print(f"{fam}/{task}: tolerance {tol:.4g}, held-out SRCC of the fine-tuned head {srcc:.3f} ({len(held)} archs)")
     everything = set(itertools.product(range(len(space.ops)), repeat=space.num_edges)) - ft_set
     for mode, seeds, n_starts in mode_seeds:
@@ -398,14 +410,13 @@ def write_report(rows, infos, config, seconds, name, resumed):
              f"{config['budget']} estimator evaluations per run (baselines get as many as the AIO-P search used). "
              f"Predictor: AIO-P pre-trained ({config['pretrain_epochs']} epochs, "
              f"{config['pretrain_per_family'] or 'all'} archs per family) "
-             + " and, as a second base, ".join(PRETRAIN_TEXT[c] for c in config.get("pretrain", "families").split(","))
+             + " and, as a second base, ".join(PRETRAIN_TEXT[c] for c in pretrain_choices(config))
              + (f", each with {config['pretrain_seeds']} seeds" if config.get("pretrain_seeds", 1) > 1 else "")
              + f", head fine-tuned ({config['finetune']}) on N={config['n']} labelled archs of the task "
              + ("fewest edits from a start " if config.get("finetune_choice") == "near" else "drawn at random ")
              + "(not starts, never returned). "
              f"Search tolerance = {config['search_tolerance']} x the evaluation tolerance. "
-             + ("Estimator: one head. " if config["members"] == 1 and config.get("pretrain_seeds", 1) == 1
-                and "," not in config.get("pretrain", "families") else
+             + ("Estimator: one head. " if total_heads(config) == 1 else
                 f"Estimator: {config['members']} heads per base fine-tuned on bootstrap resamples of the N archs; the search "
                 f"scores a child by mean - {config['kappa']} x std over members of its predicted difference to the "
                 "start (the kappa chosen for this N on the validation tasks NB201 cifar100 and ImageNet16-120 with "
@@ -476,8 +487,7 @@ def write_validation_summary() -> dict:
             "file": path.stem.removeprefix("aiop_reduce."), "n": c["n"], "choice": c.get("finetune_choice", "random"),
             "pretrain": c.get("pretrain", "families") + (f" x {c['pretrain_seeds']} seeds" if c.get("pretrain_seeds", 1) > 1
                                                          else ""),
-            # heads in all: per pre-trained base (one per pre-training choice and seed)
-            "members": c["members"] * c.get("pretrain_seeds", 1) * len(c.get("pretrain", "families").split(",")),
+            "members": total_heads(c),
             "kappa": c["kappa"], "factor": c["search_tolerance"],
             "shares": [s_["share_within"] for s_ in stats], "cuts": [s_["median_cut_pct"] for s_ in stats],
             "floors": [min(TARGET_CUT_PCT, per_task[t][ORACLE]["median_cut_pct"]) for t in VALIDATION_TASKS],
@@ -888,7 +898,7 @@ def main(argv=None) -> int:
     p.add_argument("--validation-summary", action="store_true",
                    help="only rewrite results/aiop_reduce.validation.md from the validation_*.json runs")
     args = p.parse_args(argv)
-    bad = [c for c in args.pretrain.split(",") if c not in PRETRAIN_CHOICES]
+    bad = [c for c in pretrain_choices(vars(args)) if c not in PRETRAIN_CHOICES]
     if bad:
         p.error(f"--pretrain {','.join(bad)}: choose from {', '.join(PRETRAIN_CHOICES)} (comma-separated)")
     if args.pretrain_seeds < 1:
@@ -953,12 +963,12 @@ def main(argv=None) -> int:
     mode_seeds = [(m, range(args.seeds), args.starts) if m == "labelled" else (m, range(args.open_seeds), args.open_starts)
                   for m in modes]
     for fam, task in tasks:
-        choices = args.pretrain.split(",")
-        for choice in choices:
+        task_bases = []
+        for choice in pretrain_choices(vars(args)):
             tag = pretraining_tag(fam, task, choice)
             if tag not in bases:
                 bases[tag] = pretrained(recs, fam, task, choice, args, True, range(args.pretrain_seeds))
-        task_bases = [b for c in choices for b in bases[pretraining_tag(fam, task, c)]]
+            task_bases += bases[tag]
         infos[f"{fam}/{task}"] = run_task(fam, task, recs, task_bases, args, mode_seeds, done, write, progress=True)
     write_report(rows, infos, config, time.time() - t0, name, resumed)
     return 0
