@@ -20,6 +20,11 @@ pred_m(start)``. A member's error that is shared by the child and the start (a n
 cancels in ``d_m``; where the members disagree on the difference the child is held back.
 :func:`bootstrap_heads` builds such members by fine-tuning on bootstrap resamples.
 
+Cut correction (optional, ``cut_penalty``): a child's score also loses ``cut_penalty`` x its FLOPs cut
+(fraction of the start's). Heads fine-tuned on a few labels overrate children that drop heavy ops
+more the larger the cut, and a search for the largest cuts collects exactly that error;
+:func:`cut_bias` measures the rate from the fine-tuning labels alone.
+
 The estimator and the FLOPs counter are parameters (``score_fn(archs) -> values``,
 ``flops_fn(arch) -> float``) so that tests and baselines can plug in anything;
 :class:`AIOPEstimator` provides both for an AIO-P checkpoint. FLOPs are the benchmark's own
@@ -257,13 +262,15 @@ def _member_matrix(values, n: int) -> np.ndarray:
 
 def reduce(start, space: Space, score_fn: Callable[[list], Sequence[float]], flops_fn: Callable[[tuple], float],
            tolerance: float, budget: int = 100, seed: int = 0, max_edits: int = 2, batch: int = 8,
-           allowed=None, progress: bool = True, kappa: float = 0.0) -> ReduceResult:
+           allowed=None, progress: bool = True, kappa: float = 0.0, cut_penalty: float = 0.0) -> ReduceResult:
     """Minimise FLOPs subject to ``score >= score(start) - tolerance`` (see module docstring).
 
     ``allowed``: optional set of encodings the search may visit (e.g. only labelled ones).
     ``kappa``: with an ensemble ``score_fn`` (one column per member), how many member standard
     deviations of the child-minus-start difference are subtracted from its mean (no effect
     with a single member).
+    ``cut_penalty``: estimator units subtracted from a child's score per unit of FLOPs cut
+    (fraction of the start's), the estimator's bias with the cut as :func:`cut_bias` measures it.
     """
     from tqdm import tqdm
 
@@ -272,6 +279,8 @@ def reduce(start, space: Space, score_fn: Callable[[list], Sequence[float]], flo
         raise ValueError(f"budget, batch and max_edits must be >= 1, got {budget}, {batch}, {max_edits}")
     if kappa < 0:
         raise ValueError(f"kappa must be >= 0 (a pessimistic estimate), got {kappa}")
+    if cut_penalty < 0:
+        raise ValueError(f"cut_penalty must be >= 0 (a correction can only hold children back), got {cut_penalty}")
     rng = random.Random(seed)
     prop = _Proposer(space, flops_fn, max_edits, allowed, rng)
     m0 = _member_matrix(score_fn([start]), 1)
@@ -281,10 +290,11 @@ def reduce(start, space: Space, score_fn: Callable[[list], Sequence[float]], flo
         m = _member_matrix(score_fn(archs), len(archs))
         if m.shape[1] != m0.shape[1]:
             raise ValueError(f"score_fn returned {m.shape[1]} members for children but {m0.shape[1]} for the start")
+        penalty = cut_penalty * (1 - np.array([prop.f(a) for a in archs]) / s0.flops)
         if m.shape[1] == 1:  # one member: its values as they are
-            return m[:, 0]
+            return m[:, 0] - penalty
         d = m - m0
-        return s0.score + d.mean(1) - kappa * d.std(1)
+        return s0.score + d.mean(1) - kappa * d.std(1) - penalty
     threshold = s0.score - tolerance
     feasible, exhausted = [s0], set()
     seen, evaluated = {start}, []
@@ -344,6 +354,48 @@ def bootstrap_heads(base, records, feats, key_fn, head: str, members: int, seed:
         sample = [rng.choice(records) for _ in records]
         out.append(base.finetune(sample, feats, key_fn, head, seed=seed * 1000 + m, **(finetune or FINETUNE)))
     return out
+
+
+def cut_bias(base, records, feats, key_fn, head: str, space: Space, flops_fn, folds: int = 5, max_edits: int = 3,
+             seed: int = 0, finetune=None) -> float:
+    """How much a head fine-tuned on ``records`` overrates a child's difference to its parent per
+    unit of FLOPs cut (estimator units; >= 0), measured on ``records`` alone, for
+    :func:`reduce`'s ``cut_penalty``.
+
+    Cross-fitted: ``folds`` heads, each fine-tuned (``finetune``, default :data:`FINETUNE`) on the
+    other folds, predict their fold. Over every ordered pair of records at most ``max_edits``
+    edits apart whose second has fewer FLOPs (the moves the search makes), the error of the
+    predicted difference is regressed on the cut with an intercept; the slope is returned,
+    clipped at 0. Why: on the validation tasks the heads' error of the difference grows with the
+    cut (a child that drops heavy ops is predicted too well), so the search's Pareto front, which
+    seeks the largest cuts, collects that error; the intercept is left out because it does not
+    carry over from random pairs to a start chosen for its high label.
+    """
+    records = list(records)
+    if folds < 2 or len(records) < folds:
+        raise ValueError(f"cut_bias needs >= 2 folds and at least one record per fold, got {folds} folds for "
+                         f"{len(records)} records")
+    order = list(range(len(records)))
+    random.Random(seed).shuffle(order)
+    predicted = np.zeros(len(records))
+    for k in range(folds):
+        held = order[k::folds]
+        rest = [records[i] for i in sorted(set(order) - set(held))]
+        model = base.finetune(rest, feats, key_fn, head, seed=seed * 1000 + k, **(finetune or FINETUNE))
+        z = model.scores([feats.item(key_fn(records[i])) for i in held], head)
+        predicted[held] = model.standardizers[head].inverse(z, [feats.mflops(key_fn(records[i])) for i in held])
+    cuts, errors = [], []
+    for i, j in itertools.permutations(range(len(records)), 2):
+        a, b = space.check(records[i].arch), space.check(records[j].arch)
+        fa, fb = flops_fn(a), flops_fn(b)
+        if fb < fa and sum(x != y for x, y in zip(a, b)) <= max_edits:
+            cuts.append(1 - fb / fa)
+            errors.append(predicted[j] - predicted[i] - (records[j].label - records[i].label))
+    if len(cuts) < 3:
+        raise ValueError(f"cut_bias found {len(cuts)} FLOPs-reducing pairs within {max_edits} edits among "
+                         f"{len(records)} records; it needs at least 3 (fine-tune on more labels)")
+    slope = np.linalg.lstsq(np.c_[cuts, np.ones(len(cuts))], np.array(errors), rcond=None)[0][0]
+    return max(0.0, float(slope))
 
 
 class AIOPEstimator:

@@ -45,6 +45,23 @@ def test_difference_error_hand_worked():
     assert ens == pytest.approx(err)
 
 
+def test_cut_slope_hand_worked():
+    """The error of the predicted difference regressed on the FLOPs cut over every allowed
+    FLOPs-reducing neighbour (no band): conv3x3 -> conv1x1 cuts 8/64, -> skip or none 9/64; errors
+    0.5 and 2 tolerances at those cuts, so the slope is 1.5 / (1/64) = 96."""
+    space = R.space_for("nb201")
+    start = (2,) * 6
+    a, b, far = (3, 2, 2, 2, 2, 2), (0, 2, 2, 2, 2, 2), (1, 2, 2, 2, 2, 2)
+    labels = {start: 90.0, a: 89.0, b: 88.5, far: 70.0}
+    noise = {start: 0.0, a: 0.25, b: 1.0, far: 1.0}
+    starts = [Record("nb201", "cifar10", start, 90.0, 0.0, 0.0)]
+    slope = bench.cut_slope(lambda archs: [labels[x] + noise[x] for x in archs], flops_fn, space, starts, labels,
+                            {a, b, far}, max_edits=1, tol=0.5)
+    assert slope == pytest.approx(96.0)
+    assert bench.cut_slope(lambda archs: [labels[x] for x in archs], flops_fn, space, starts, labels, {a, b, far},
+                           1, 0.5) == pytest.approx(0.0, abs=1e-9)
+
+
 def test_sibling_labels_picks_the_best_correlated_task_and_maps_it():
     archs = [(i % 5, (i // 5) % 5, 0, 0, 0, 0) for i in range(20)]
     x = np.arange(20, dtype=float)
