@@ -91,7 +91,7 @@ task's labels) is +1.2 to +2.9 tolerances per unit of cut on cifar10, autoencode
 -1.5 to -0.1 on the other four, and cut_bias's estimate from the 50 labels does not follow it (0 to 0.73, and 10.0
 on room_layout). For the record, ``--modes labelled --kappa 2 --cut-correction --name aiop_reduce.cut``
 (results/aiop_reduce.cut.md, rendered before that column existed): 2/8 (cifar10 83% / 29.6%, segmentsemantic),
-but lower shares than the table on 5 of the other 6.
+but against the table lower shares on 4 of the other 6 (room_layout equal, jigsaw 57% against 44%).
 
 ``--ceiling`` (results/aiop_reduce.ceiling.md, about 2 h of one core: its slow part, per task in
 results/aiop_reduce.ceiling.curve.jsonl, resumes, and a second process given the last tasks with
