@@ -79,10 +79,11 @@ not carry over to what the search picks, whose predictions stay optimistic (cifa
 predicted difference -0.06 to -0.09 points against true -0.64 to -1.70).
 
 ``--cut-correction`` attacks that optimism where it looked to come from. On the validation tasks the heads'
-error of the child-minus-start difference grows with the FLOPs cut, and the Pareto front seeks the largest cuts,
-so it collects that error. predictor.reduce.cut_bias estimates that slope from the N fine-tuning archs alone
-(cross-fitted heads, their FLOPs-reducing pairs within 3 edits; 3.16 and 2.89 tolerances per unit of cut on the
-validation tasks) and the search subtracts it x the cut. On the validation tasks it does what it is for: at kappa
+error of the child-minus-start difference grows with the FLOPs cut (over all near children: +2.51 and +2.24
+tolerances per unit of cut, results/aiop_reduce.validation_m10k2.5.json), and the Pareto front seeks the largest
+cuts, so it collects that error. predictor.reduce.cut_bias estimates that slope from the N fine-tuning archs alone
+(cross-fitted heads, their FLOPs-reducing pairs within 3 edits; 3.16 and 2.89 there) and the search subtracts it x
+the cut. On the validation tasks it does what it is for: at kappa
 2 the pick bias falls to +0.25 and +0.19 tolerances (+0.53 and +0.71 for the chosen configuration) and the share
 within tolerance reaches 80% and 81%, but the median cut falls to 10.5% and 8.1% (kappa 1-2: 8-15%), under the cut
 floor on both, so the rule does not choose it (results/aiop_reduce.validation.md). On the table tasks the slope is
@@ -90,7 +91,7 @@ not a property of the estimator: the tables' "error slope with the cut" (over al
 task's labels) is +1.2 to +2.9 tolerances per unit of cut on cifar10, autoencoder, jigsaw and room_layout and
 -1.5 to -0.1 on the other four, and cut_bias's estimate from the 50 labels does not follow it (0 to 0.73, and 10.0
 on room_layout). For the record, ``--modes labelled --kappa 2 --cut-correction --name aiop_reduce.cut``
-(results/aiop_reduce.cut.md, rendered before that column existed): 2/8 (cifar10 83% / 29.6%, segmentsemantic),
+(results/aiop_reduce.cut.md): 2/8 (cifar10 83% / 29.6%, segmentsemantic),
 but against the table lower shares on 4 of the other 6 (room_layout equal, jigsaw 57% against 44%).
 
 ``--ceiling`` (results/aiop_reduce.ceiling.md, about 2 h of one core: its slow part, per task in

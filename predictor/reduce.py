@@ -23,7 +23,9 @@ cancels in ``d_m``; where the members disagree on the difference the child is he
 Cut correction (optional, ``cut_penalty``): a child's score also loses ``cut_penalty`` x its FLOPs cut
 (fraction of the start's). Heads fine-tuned on a few labels overrate children that drop heavy ops
 more the larger the cut, and a search for the largest cuts collects exactly that error;
-:func:`cut_bias` measures the rate from the fine-tuning labels alone.
+:func:`cut_bias` measures the rate from the fine-tuning labels alone. Off by default: on the
+validation tasks it removes most of the search's optimism but also most of its cut, and on the
+benchmark's tasks the rate differs in sign between tasks (benchmarks/aiop_reduce.py --cut-correction).
 
 The estimator and the FLOPs counter are parameters (``score_fn(archs) -> values``,
 ``flops_fn(arch) -> float``) so that tests and baselines can plug in anything;
