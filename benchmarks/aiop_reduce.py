@@ -324,19 +324,17 @@ BOUNDARY_BAND = 2.0
 
 def neighbour_differences(score_fn, flops_fn, space, starts, labels, allowed, max_edits, tol, band=None):
     """Per start and labelled FLOPs-reducing neighbour within ``max_edits`` edits (in ``allowed``):
-    (true child-minus-start difference, predicted minus true difference, both in tolerances; FLOPs
-    cut as a fraction of the start's). ``band``: only children whose true difference is within that
-    many tolerances of the boundary (-1 tolerance), scored alone. Ensembles: the members' mean."""
-    true, errors, cuts = [], [], []
+    (predicted minus true child-minus-start difference in tolerances, FLOPs cut as a fraction of the
+    start's). ``band``: only children whose true difference is within that many tolerances of the
+    boundary (-1 tolerance), scored alone. Ensembles: the members' mean."""
+    errors, cuts = [], []
     for s in starts:
         nb = [a for a in space.neighbours(s.arch, max_edits) if a in allowed and flops_fn(a) < flops_fn(s.arch)
               and (band is None or abs(labels[a] - s.label + tol) <= band * tol)]
         pred = np.asarray(score_fn([s.arch] + nb), dtype=np.float64).reshape(len(nb) + 1, -1).mean(1)
-        d = np.array([labels[a] for a in nb]) - s.label
-        true += list(d / tol)
-        errors += list((pred[1:] - pred[0] - d) / tol)
+        errors += list((pred[1:] - pred[0] - (np.array([labels[a] for a in nb]) - s.label)) / tol)
         cuts += [1 - flops_fn(a) / flops_fn(s.arch) for a in nb]
-    return np.array(true), np.array(errors), np.array(cuts)
+    return np.array(errors), np.array(cuts)
 
 
 def difference_error(score_fn, flops_fn, space, starts, labels, allowed, max_edits, tol) -> float:
@@ -346,8 +344,8 @@ def difference_error(score_fn, flops_fn, space, starts, labels, allowed, max_edi
     ceiling study's noisy oracle errs by sigma sqrt 2 on every difference, so it scores sigma.
     Far-off children are left out: a child 30 points worse is rejected whatever the error, and
     tasks with heavy tails would otherwise be dominated by them. Ensembles: the members' mean."""
-    _, errors, _ = neighbour_differences(score_fn, flops_fn, space, starts, labels, allowed, max_edits, tol,
-                                         BOUNDARY_BAND)
+    errors, _ = neighbour_differences(score_fn, flops_fn, space, starts, labels, allowed, max_edits, tol,
+                                      BOUNDARY_BAND)
     return float(np.sqrt(np.mean(np.square(errors)) / 2)) if len(errors) else float("nan")
 
 
@@ -357,10 +355,8 @@ def cut_slope(score_fn, flops_fn, space, starts, labels, allowed, max_edits, tol
     intercept, tolerances per unit of cut; positive: larger cuts are predicted too well, which a
     search for the largest cuts collects). What predictor.reduce.cut_bias estimates from the
     fine-tuning labels alone, measured on the task's own children."""
-    _, errors, cuts = neighbour_differences(score_fn, flops_fn, space, starts, labels, allowed, max_edits, tol)
-    if len(cuts) < 3:
-        return float("nan")
-    return float(np.linalg.lstsq(np.c_[cuts, np.ones(len(cuts))], errors, rcond=None)[0][0])
+    errors, cuts = neighbour_differences(score_fn, flops_fn, space, starts, labels, allowed, max_edits, tol)
+    return R.slope_on_cut(cuts, errors)
 
 
 def run_task(fam, task, recs, bases, args, mode_seeds, done, write, progress):

@@ -386,18 +386,27 @@ def cut_bias(base, records, feats, key_fn, head: str, space: Space, flops_fn, fo
         model = base.finetune(rest, feats, key_fn, head, seed=seed * 1000 + k, **(finetune or FINETUNE))
         z = model.scores([feats.item(key_fn(records[i])) for i in held], head)
         predicted[held] = model.standardizers[head].inverse(z, [feats.mflops(key_fn(records[i])) for i in held])
+    archs = [space.check(r.arch) for r in records]
+    flops = [flops_fn(a) for a in archs]
     cuts, errors = [], []
     for i, j in itertools.permutations(range(len(records)), 2):
-        a, b = space.check(records[i].arch), space.check(records[j].arch)
-        fa, fb = flops_fn(a), flops_fn(b)
-        if fb < fa and sum(x != y for x, y in zip(a, b)) <= max_edits:
-            cuts.append(1 - fb / fa)
+        if flops[j] < flops[i] and sum(x != y for x, y in zip(archs[i], archs[j])) <= max_edits:
+            cuts.append(1 - flops[j] / flops[i])
             errors.append(predicted[j] - predicted[i] - (records[j].label - records[i].label))
     if len(cuts) < 3:
         raise ValueError(f"cut_bias found {len(cuts)} FLOPs-reducing pairs within {max_edits} edits among "
                          f"{len(records)} records; it needs at least 3 (fine-tune on more labels)")
-    slope = np.linalg.lstsq(np.c_[cuts, np.ones(len(cuts))], np.array(errors), rcond=None)[0][0]
-    return max(0.0, float(slope))
+    return max(0.0, slope_on_cut(cuts, errors))
+
+
+def slope_on_cut(cuts, errors) -> float:
+    """Least-squares slope, with an intercept, of errors of predicted differences on the FLOPs cuts
+    (fractions) they were made at: the rate :func:`cut_bias` estimates, and the one a benchmark
+    measures on a task's own children to check it. NaN with fewer than 3 points."""
+    if len(cuts) < 3:
+        return float("nan")
+    return float(np.linalg.lstsq(np.c_[cuts, np.ones(len(cuts))], np.asarray(errors, dtype=np.float64),
+                                 rcond=None)[0][0])
 
 
 class AIOPEstimator:
