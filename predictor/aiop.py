@@ -123,7 +123,7 @@ class AIOP:
         fl = [feats.mflops(k) for k in keys]
         std = Standardizer.fit([r.label for r in records], fl, self.config["flops_scale"])
         new.standardizers[head] = std
-        new.config.setdefault("finetune_labels", {})[head] = len(records)  # what predictor.reduce.default_kappa reads
+        new.config.setdefault("finetune_labels", {})[head] = len(records)  # what predictor.reduce.default_search reads
         new.model.add_head(head, init_from=self.pretrain_heads)  # starts as the zero-shot predictor
         z = std.transform([r.label for r in records], fl)
         items = [feats.item(k, zi, 0) for k, zi in zip(keys, z)]

@@ -61,20 +61,24 @@ def _reduce(args) -> int:
         est = reduce.AIOPEstimator(models[0] if len(models) == 1 else models, fam, task, args.head)
     except KeyError as err:
         raise SystemExit(err.args[0]) from None
-    kappa = reduce.default_kappa(est.finetune_labels) if args.kappa is None else args.kappa
+    setting = reduce.default_search(est.finetune_labels)
+    kappa = setting.kappa if args.kappa is None else args.kappa
+    # the validated factor belongs to ensembles; one model keeps the whole tolerance unless told
+    factor = args.search_factor if args.search_factor is not None else (
+        setting.tolerance_factor if len(models) > 1 else 1.0)
     allowed = None
     if args.labelled_only:
         allowed = {x.arch for x in data.load_family(fam) if x.task == task}
-    res = reduce.reduce(start, space, est, est.flops, args.tolerance, args.budget, args.seed,
+    res = reduce.reduce(start, space, est, est.flops, args.tolerance * factor, args.budget, args.seed,
                         max_edits=args.max_edits, allowed=allowed, kappa=kappa)
     print(f"{args.task} head={est.head} start predicted {res.start.score:.4g}, {res.start.flops:.4g} MFLOPs; "
-          f"{res.evaluations} evaluations, {len(res.front)} on the front (tolerance {args.tolerance}"
-          + (f", {len(models)} members, kappa {kappa:g})" if len(models) > 1 else ")"))
+          f"{res.evaluations} evaluations, {len(res.front)} on the front (tolerance {args.tolerance}, search factor "
+          f"{factor:g}" + (f", {len(models)} members, kappa {kappa:g})" if len(models) > 1 else ")"))
     print(reduce.format_table(res, space, args.format), end="")
     if args.out:
         out = Path(args.out)
         meta = {"task": args.task, "head": est.head, "checkpoints": args.checkpoint, "kappa": kappa,
-                "tolerance": args.tolerance, "budget": args.budget,
+                "tolerance": args.tolerance, "search_factor": factor, "budget": args.budget,
                 "seed": args.seed, "max_edits": args.max_edits, "labelled_only": args.labelled_only,
                 "evaluations": res.evaluations, "flops_source": "the benchmark's data file (predictor.reduce.BenchmarkFlops)",
                 "start": {"arch": list(res.start.arch), "mflops": res.start.flops, "predicted": res.start.score},
@@ -130,7 +134,10 @@ def main(argv=None) -> int:
     r.add_argument("--kappa", type=float, default=None,
                    help="ensembles: a child counts as mean - kappa x std over members of its predicted difference "
                         "to the start (default: the value chosen on validation tasks for the number of labels the "
-                        "heads were fine-tuned on, predictor.reduce.KAPPA_BY_LABELS)")
+                        "heads were fine-tuned on, predictor.reduce.SEARCH_BY_LABELS)")
+    r.add_argument("--search-factor", type=float, default=None,
+                   help="keep a child whose (pessimistic) predicted drop is at most this x --tolerance (default: "
+                        "ensembles the value chosen with kappa, predictor.reduce.SEARCH_BY_LABELS; one model 1)")
     r.add_argument("--budget", type=int, default=200, help="estimator evaluations")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--max-edits", type=int, default=2, help="edges changed per mutation (1..)")

@@ -17,8 +17,11 @@ Ensembles: an estimator may return one column per member (``(n, M)``). The searc
 a child by a pessimistic estimate of its difference to the start, taken member by member:
 ``score = mean_m pred_m(start) + mean_m(d) - kappa * std_m(d)`` with ``d_m = pred_m(child) -
 pred_m(start)``. A member's error that is shared by the child and the start (a near neighbour)
-cancels in ``d_m``; where the members disagree on the difference the child is held back.
-:func:`bootstrap_heads` builds such members by fine-tuning on bootstrap resamples.
+cancels in ``d_m``; where the members disagree on the difference the child is held back. The
+validated settings (:data:`SEARCH_BY_LABELS`) also give the search only a fraction of the user's
+tolerance, a margin for what the members' spread misses.
+:func:`bootstrap_heads` builds such members by fine-tuning on bootstrap resamples, and
+:func:`bootstrap_scratch` members trained from scratch on the same resamples.
 
 Cut correction (optional, ``cut_penalty``): a child's score also loses ``cut_penalty`` x its FLOPs cut
 (fraction of the start's). Heads fine-tuned on a few labels overrate children that drop heavy ops
@@ -48,11 +51,20 @@ from typing import Callable, Sequence
 import numpy as np
 
 
-#: ensembles: members' standard deviations subtracted from a child's mean predicted difference to
-#: the start, per number of fine-tuning labels; chosen on validation tasks only
-#: (benchmarks/results/aiop_reduce.validation.md). Heads fine-tuned on more labels err less, and
-#: the margin that keeps 80% of children within tolerance with 50 labels cuts little with 200.
-KAPPA_BY_LABELS = {50: 2.5, 200: 1.5}
+@dataclass(frozen=True)
+class SearchSetting:
+    """How the search decides with an ensemble estimator (see the module docstring)."""
+
+    kappa: float  # members' standard deviations subtracted from a child's mean predicted difference to the start
+    tolerance_factor: float  # a child is kept if that pessimistic difference is >= -(this x the tolerance)
+
+
+#: ensembles: the search setting per number of fine-tuning labels, chosen on validation tasks only
+#: (benchmarks/results/aiop_reduce.validation.md). With 50 labels the members' spread is not margin
+#: enough, so the pessimistic drop is also held to a quarter of the tolerance; heads fine-tuned on
+#: 200 labels err less, and the margin that keeps children within tolerance with 50 cuts little there.
+SEARCH_BY_LABELS = {50: SearchSetting(kappa=2.0, tolerance_factor=0.25),
+                    200: SearchSetting(kappa=1.5, tolerance_factor=1.0)}
 #: fine-tuning of an estimator's heads (AIOP.finetune arguments): plain MSE, no ranking term, and
 #: longer than the transfer study's ranking-oriented default, because the search decides on
 #: child-minus-start differences, not ranks. Chosen on validation tasks only by the error of
@@ -62,13 +74,13 @@ KAPPA_BY_LABELS = {50: 2.5, 200: 1.5}
 FINETUNE = {"epochs": 300, "lr": 1e-3, "rank_weight": 0.0}
 
 
-def default_kappa(finetune_labels: int | None) -> float:
-    """The validated kappa for heads fine-tuned on ``finetune_labels`` labels: that of the
-    nearest validated count on a log scale; the smallest count's (the most cautious) when
+def default_search(finetune_labels: int | None) -> SearchSetting:
+    """The validated search setting for heads fine-tuned on ``finetune_labels`` labels: that of
+    the nearest validated count on a log scale; the smallest count's (the most cautious) when
     unknown (checkpoints fine-tuned before the count was recorded)."""
     if not finetune_labels:
-        return KAPPA_BY_LABELS[min(KAPPA_BY_LABELS)]
-    return KAPPA_BY_LABELS[min(KAPPA_BY_LABELS, key=lambda n: abs(np.log(n / finetune_labels)))]
+        return SEARCH_BY_LABELS[min(SEARCH_BY_LABELS)]
+    return SEARCH_BY_LABELS[min(SEARCH_BY_LABELS, key=lambda n: abs(np.log(n / finetune_labels)))]
 
 
 class UnsupportedFamilyError(ValueError):
@@ -341,21 +353,39 @@ def random_reductions(start, space: Space, flops_fn, budget: int, seed: int = 0,
     return out
 
 
+def _bootstrap_samples(records, members: int, seed: int):
+    """(member index, bootstrap resample of ``records``) for ``members`` members, seeded by ``seed``
+    and the index, so that ensembles built from the same seed see the same resamples."""
+    if members < 1:
+        raise ValueError(f"an ensemble needs >= 1 members, got {members}")
+    records = list(records)
+    for m in range(members):
+        rng = random.Random(f"{seed}/{m}")
+        yield m, [rng.choice(records) for _ in records]
+
+
 def bootstrap_heads(base, records, feats, key_fn, head: str, members: int, seed: int = 0, finetune=None) -> list:
     """``members`` copies of ``base`` with head ``head`` fine-tuned (``finetune``: AIOP.finetune
     arguments, default :data:`FINETUNE`) on bootstrap resamples of ``records`` (resample and
     fine-tuning seeded by ``seed`` and the member index), for an ensemble :class:`AIOPEstimator`.
     Resampling is what makes the members differ: with a few dozen records a fine-tuning epoch is
     one full batch, so the seed alone barely matters."""
-    if members < 1:
-        raise ValueError(f"an ensemble needs >= 1 members, got {members}")
-    records = list(records)
-    out = []
-    for m in range(members):
-        rng = random.Random(f"{seed}/{m}")
-        sample = [rng.choice(records) for _ in records]
-        out.append(base.finetune(sample, feats, key_fn, head, seed=seed * 1000 + m, **(finetune or FINETUNE)))
-    return out
+    return [base.finetune(sample, feats, key_fn, head, seed=seed * 1000 + m, **(finetune or FINETUNE))
+            for m, sample in _bootstrap_samples(records, members, seed)]
+
+
+def bootstrap_scratch(records, feats, key_fn, members: int, seed: int = 0) -> list:
+    """``members`` GNNs of AIO-P's default size trained from scratch on bootstrap resamples of
+    ``records`` (the resamples :func:`bootstrap_heads` draws with the same seed), with the heads'
+    loss, length and learning rate (:data:`FINETUNE`). Mixed into an ensemble with fine-tuned heads:
+    bootstrap heads of one pre-trained base share what pre-training left wrong, so their spread
+    misses it, while these members owe nothing to pre-training (benchmarks/aiop_reduce.py
+    ``--scratch-members``). Their head is the records' task head, as the fine-tuned heads'."""
+    from .aiop import AIOP
+
+    return [AIOP.pretrain(sample, feats, key_fn, epochs=FINETUNE["epochs"], lr=FINETUNE["lr"],
+                          rank_weight=FINETUNE["rank_weight"], seed=seed * 1000 + m, progress=False)
+            for m, sample in _bootstrap_samples(records, members, seed)]
 
 
 def cut_bias(base, records, feats, key_fn, head: str, space: Space, flops_fn, folds: int = 5, max_edits: int = 3,
@@ -435,6 +465,9 @@ class AIOPEstimator:
             if self.head != ZERO_SHOT and self.head not in m.model.heads:
                 raise KeyError(f"checkpoint has no head {self.head!r} (heads: {sorted(m.model.heads)}); fine-tune "
                                f"one with `aiop finetune --task {family}/{task}` or pass --head {ZERO_SHOT}")
+        if len({m.kinds for m in self.models}) > 1:
+            raise ValueError("ensemble members encode op kinds differently (checkpoints of different feature "
+                             "versions); re-train them with one version of predictor.features")
         self.stds = [m.standardizers.get(self.head) for m in self.models]
         #: labels the head was fine-tuned on (None: zero-shot, or a checkpoint from before this was recorded)
         self.finetune_labels = self.models[0].config.get("finetune_labels", {}).get(self.head)

@@ -176,3 +176,46 @@ def test_summarise_share_cut_and_pick_bias_hand_worked():
     assert aiop["mean_evaluations"] == 15.0
     assert aiop["pick_bias_tol"] == pytest.approx(1.25)
     assert "pick_bias_tol" not in s["oracle"] and s["oracle"]["share_within"] == 1.0
+
+
+def test_gp_posterior_mean_hand_worked():
+    """Two points y(0)=0, y(1)=1, standardised to z = -1, +1 (mean 0.5, SD 0.5); length scale 1,
+    noise 0.01: K = [[1.01, e^-1/2], [e^-1/2, 1.01]], so alpha = z / (1.01 - e^-1/2) = -+2.4785 and the
+    mean at x is 0.5 + 0.5 (k(x, 1) - k(x, 0)) 2.4785: 0.0124 at 0, 0.5 midway, 1.0839 at 2."""
+    pred = bench.gp_posterior_mean([[0.0], [1.0]], [0.0, 1.0], [[0.0], [0.5], [2.0]], lengthscales=[1.0],
+                                   noises=[0.01])
+    assert pred == pytest.approx([0.01239, 0.5, 1.08393], abs=1e-4)
+
+
+def test_gp_posterior_mean_picks_the_length_scale_by_marginal_likelihood():
+    """A smooth function is far likelier under a length scale of 1 than of 0.01 (white noise), so a
+    grid holding both predicts as the length scale 1 alone does, and close to the function."""
+    x = np.linspace(0, 3, 12)[:, None]
+    y = np.sin(x[:, 0])
+    x_new = np.array([[0.4], [1.7]])
+    both = bench.gp_posterior_mean(x, y, x_new, lengthscales=[0.01, 1.0])
+    assert both == pytest.approx(bench.gp_posterior_mean(x, y, x_new, lengthscales=[1.0]))
+    assert both == pytest.approx(np.sin(x_new[:, 0]), abs=0.05)
+
+
+def test_study_rows_resume_only_their_configuration(tmp_path):
+    """A study's per-task rows come back for the configuration that made them; a torn last line
+    (an interrupted run) and other configurations' rows are skipped, and a row appended after a
+    torn line starts a line of its own."""
+    path = tmp_path / "rows.jsonl"
+    bench._append_task(path, "nb201/cifar100", {"n": 50}, {"heads": 1.44})
+    bench._append_task(path, "nb201/cifar100", {"n": 200}, {"heads": 0.9})
+    with path.open("a") as fh:
+        fh.write('{"task": "nb201/ImageNet16-120", "con')
+    assert bench._finished_tasks(path, {"n": 50}) == {"nb201/cifar100": {"heads": 1.44}}
+    bench._append_task(path, "tnb101/jigsaw", {"n": 50}, {"heads": 1.94})  # after the torn line, not glued to it
+    assert bench._finished_tasks(path, {"n": 50}) == {"nb201/cifar100": {"heads": 1.44}, "tnb101/jigsaw": {"heads": 1.94}}
+    assert bench._finished_tasks(tmp_path / "missing.jsonl", {"n": 50}) == {}
+
+
+def test_cut_floor_counts_equal_cuts_summed_in_another_order():
+    """The validation rule's floor: the same cut reached in another floating-point order meets it,
+    a cut a thousandth of a point short does not."""
+    assert bench.meets_cut_floor(10.504631457755465, 10.504631457755575)
+    assert bench.meets_cut_floor(25.0, 25.0) and bench.meets_cut_floor(31.9, 25.0)
+    assert not bench.meets_cut_floor(24.996164276726564, 25.0)
