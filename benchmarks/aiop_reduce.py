@@ -1022,8 +1022,7 @@ def baseline_predictions(base: AIOP, fam, task, task_recs, ft, archs, members: i
         "XGBoost (hand-made)": xgb_predict(ft, [by_arch[a] for a in archs], seed=0)}
     out = {"AIO-P, bootstrap heads (the table's)": R.bootstrap_heads(base, ft, feats, key_fn, head, members, seed=0),
            "AIO-P, one head": base.finetune(ft, feats, key_fn, head, seed=0, **R.FINETUNE),
-           "GNN on the N labels only": AIOP.pretrain(ft, feats, key_fn, epochs=R.FINETUNE["epochs"], lr=R.FINETUNE["lr"],
-                                                     seed=0, progress=False, rank_weight=R.FINETUNE["rank_weight"])}
+           "GNN on the N labels only": R.scratch_model(ft, feats, key_fn, seed=0)}
     out = {name: R.AIOPEstimator(m, fam, task, records=task_recs) for name, m in out.items()}
     out.update({name: (lambda batch, v=dict(zip(archs, values)): np.array([v[a] for a in batch]))
                 for name, values in lookups.items()})

@@ -374,17 +374,23 @@ def bootstrap_heads(base, records, feats, key_fn, head: str, members: int, seed:
             for m, sample in _bootstrap_samples(records, members, seed)]
 
 
-def bootstrap_scratch(records, feats, key_fn, members: int, seed: int = 0) -> list:
-    """``members`` GNNs of AIO-P's default size trained from scratch on bootstrap resamples of
-    ``records`` (the resamples :func:`bootstrap_heads` draws with the same seed), with the heads'
-    loss, length and learning rate (:data:`FINETUNE`). Mixed into an ensemble with fine-tuned heads:
-    bootstrap heads of one pre-trained base share what pre-training left wrong, so their spread
-    misses it, while these members owe nothing to pre-training (benchmarks/aiop_reduce.py
-    ``--scratch-members``). Their head is the records' task head, as the fine-tuned heads'."""
+def scratch_model(records, feats, key_fn, seed: int = 0):
+    """A GNN of AIO-P's default size trained from scratch on ``records`` with the heads' loss, length
+    and learning rate (:data:`FINETUNE`): what the fine-tuned heads are worth without pre-training.
+    Its head is the records' task head, as the fine-tuned heads'."""
     from .aiop import AIOP
 
-    return [AIOP.pretrain(sample, feats, key_fn, epochs=FINETUNE["epochs"], lr=FINETUNE["lr"],
-                          rank_weight=FINETUNE["rank_weight"], seed=seed * 1000 + m, progress=False)
+    return AIOP.pretrain(records, feats, key_fn, epochs=FINETUNE["epochs"], lr=FINETUNE["lr"],
+                         rank_weight=FINETUNE["rank_weight"], seed=seed, progress=False)
+
+
+def bootstrap_scratch(records, feats, key_fn, members: int, seed: int = 0) -> list:
+    """``members`` :func:`scratch_model` GNNs trained on bootstrap resamples of ``records`` (the
+    resamples :func:`bootstrap_heads` draws with the same seed). Mixed into an ensemble with
+    fine-tuned heads: bootstrap heads of one pre-trained base share what pre-training left wrong, so
+    their spread misses it, while these members owe nothing to pre-training
+    (benchmarks/aiop_reduce.py ``--scratch-members``)."""
+    return [scratch_model(sample, feats, key_fn, seed=seed * 1000 + m)
             for m, sample in _bootstrap_samples(records, members, seed)]
 
 
