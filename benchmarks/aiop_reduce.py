@@ -162,7 +162,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the other benchmarks
 from predictor import data, graphs, spaces  # noqa: E402
 from predictor import reduce as R  # noqa: E402
 from predictor.aiop import AIOP, FeatureCache, head_name  # noqa: E402
-from predictor.model import spearman  # noqa: E402
+from predictor.model import embeddings, spearman  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TASKS = [("nb201", "cifar10")] + [("tnb101", t) for t in data.TNB_TASKS]
@@ -358,11 +358,13 @@ def neighbour_differences(score_fn, flops_fn, space, starts, labels, allowed, ma
     boundary (-1 tolerance), scored alone. Ensembles: the members' mean."""
     errors, cuts = [], []
     for s in starts:
-        nb = [a for a in space.neighbours(s.arch, max_edits) if a in allowed and flops_fn(a) < flops_fn(s.arch)
-              and (band is None or abs(labels[a] - s.label + tol) <= band * tol)]
-        pred = np.asarray(score_fn([s.arch] + nb), dtype=np.float64).reshape(len(nb) + 1, -1).mean(1)
+        start_flops = flops_fn(s.arch)
+        nb = {a: flops_fn(a) for a in space.neighbours(s.arch, max_edits) if a in allowed}
+        nb = {a: f for a, f in nb.items() if f < start_flops
+              and (band is None or abs(labels[a] - s.label + tol) <= band * tol)}
+        pred = np.asarray(score_fn([s.arch, *nb]), dtype=np.float64).reshape(len(nb) + 1, -1).mean(1)
         errors += list((pred[1:] - pred[0] - (np.array([labels[a] for a in nb]) - s.label)) / tol)
-        cuts += [1 - flops_fn(a) / flops_fn(s.arch) for a in nb]
+        cuts += [1 - f / start_flops for f in nb.values()]
     return np.array(errors), np.array(cuts)
 
 
@@ -660,7 +662,11 @@ def _finished_tasks(path: Path, config) -> dict:
 def _append_task(path: Path, task: str, config, errors: dict) -> None:
     """Append one task's row to ``path`` (on a line of its own after a torn last line)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    torn = path.is_file() and path.stat().st_size and not path.read_bytes().endswith(b"\n")
+    torn = False
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            torn = fh.read(1) != b"\n"
     with path.open("a") as fh:
         fh.write(("\n" if torn else "") + json.dumps({"task": task, "config": config, "difference_error_tol": errors})
                  + "\n")
@@ -985,16 +991,6 @@ def gp_posterior_mean(x, y, x_new, lengthscales, noises=(0.01, 0.03, 0.1, 0.3, 1
     return mu + sd * np.exp(-0.5 * ((x_new[:, None] - x[None]) ** 2).sum(-1) / ls ** 2) @ alpha
 
 
-def encoder_embeddings(model: AIOP, items) -> np.ndarray:
-    """``[len(items), hidden]`` graph embeddings of AIO-P's encoder (what its heads read)."""
-    from torch_geometric.loader import DataLoader
-
-    model.model.eval()
-    with torch.no_grad():
-        return torch.cat([model.model.embed(b.x, b.edge_index, b.batch)
-                          for b in DataLoader(items, batch_size=256)]).numpy()
-
-
 def baseline_predictions(base: AIOP, fam, task, task_recs, ft, archs, members: int) -> dict:
     """{BASELINES entry: estimator of ``archs``}, each fitted on the records ``ft`` only: the table's
     bootstrap heads and one head fine-tuned as predictor.reduce.FINETUNE; the pre-trained heads'
@@ -1013,7 +1009,7 @@ def baseline_predictions(base: AIOP, fam, task, task_recs, ft, archs, members: i
     fi = [archs.index(r.arch) for r in ft]
     items = [features.to_data(graphs.network_graph(fam, task, a), base.kinds) for a in archs]
     zero_shot = base.scores(items, ZERO_SHOT)
-    emb = encoder_embeddings(base, items)
+    emb = embeddings(base.model, items)
     emb = (emb - emb[fi].mean(0)) / (emb[fi].std(0) + 1e-9)
     by_arch = {r.arch: r for r in task_recs}
     lookups = {
@@ -1153,11 +1149,11 @@ def main(argv=None) -> int:
         p.error(f"--pretrain-seeds must be >= 1, got {args.pretrain_seeds}")
     if args.scratch_members < 0:
         p.error(f"--scratch-members must be >= 0, got {args.scratch_members}")
-    setting = R.default_search(args.n)
+    setting = R.default_search(args.n, total_heads(vars(args)))
     if args.kappa is None:
         args.kappa = setting.kappa
     if args.search_tolerance is None:
-        args.search_tolerance = setting.tolerance_factor if total_heads(vars(args)) > 1 else 1.0
+        args.search_tolerance = setting.tolerance_factor
     if args.validation_summary:
         write_validation_summary()
         return 0

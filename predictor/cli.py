@@ -61,11 +61,9 @@ def _reduce(args) -> int:
         est = reduce.AIOPEstimator(models[0] if len(models) == 1 else models, fam, task, args.head)
     except KeyError as err:
         raise SystemExit(err.args[0]) from None
-    setting = reduce.default_search(est.finetune_labels)
+    setting = reduce.default_search(est.finetune_labels, len(models))
     kappa = setting.kappa if args.kappa is None else args.kappa
-    # the validated factor belongs to ensembles; one model keeps the whole tolerance unless told
-    factor = args.search_factor if args.search_factor is not None else (
-        setting.tolerance_factor if len(models) > 1 else 1.0)
+    factor = setting.tolerance_factor if args.search_factor is None else args.search_factor
     allowed = None
     if args.labelled_only:
         allowed = {x.arch for x in data.load_family(fam) if x.task == task}

@@ -223,13 +223,24 @@ def train(model: Predictor, items: list, head_names: list[str], epochs: int, lr:
 
 
 @torch.no_grad()
-def predict_z(model: Predictor, items: list, head_names: list[str], batch_size: int = 256) -> np.ndarray:
-    """``[len(items), len(head_names)]`` standardised scores, in item order."""
+def _batched(model: Predictor, items: list, batch_size: int, fn, width: int) -> np.ndarray:
+    """``fn(batch)`` over PyG ``items`` in eval mode, rows in item order (``width`` columns when empty)."""
     from torch_geometric.loader import DataLoader
 
     model.eval()
-    outs = [model(b.x, b.edge_index, b.batch, head_names) for b in DataLoader(items, batch_size=batch_size)]
-    return torch.cat(outs, 0).numpy() if outs else np.zeros((0, len(head_names)))
+    outs = [fn(b) for b in DataLoader(items, batch_size=batch_size)]
+    return torch.cat(outs, 0).numpy() if outs else np.zeros((0, width))
+
+
+def predict_z(model: Predictor, items: list, head_names: list[str], batch_size: int = 256) -> np.ndarray:
+    """``[len(items), len(head_names)]`` standardised scores, in item order."""
+    return _batched(model, items, batch_size, lambda b: model(b.x, b.edge_index, b.batch, head_names),
+                    len(head_names))
+
+
+def embeddings(model: Predictor, items: list, batch_size: int = 256) -> np.ndarray:
+    """``[len(items), hidden]`` graph embeddings (encoder and adapter): what every head reads."""
+    return _batched(model, items, batch_size, lambda b: model.embed(b.x, b.edge_index, b.batch), model.encoder.hidden)
 
 
 def spearman(a, b) -> float:

@@ -43,6 +43,7 @@ and are never used as FLOPs here.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 from dataclasses import dataclass, field
@@ -74,13 +75,16 @@ SEARCH_BY_LABELS = {50: SearchSetting(kappa=2.0, tolerance_factor=0.25),
 FINETUNE = {"epochs": 300, "lr": 1e-3, "rank_weight": 0.0}
 
 
-def default_search(finetune_labels: int | None) -> SearchSetting:
-    """The validated search setting for heads fine-tuned on ``finetune_labels`` labels: that of
-    the nearest validated count on a log scale; the smallest count's (the most cautious) when
-    unknown (checkpoints fine-tuned before the count was recorded)."""
+def default_search(finetune_labels: int | None, members: int) -> SearchSetting:
+    """The validated search setting for ``members`` heads fine-tuned on ``finetune_labels`` labels:
+    that of the nearest validated count on a log scale; the smallest count's (the most cautious)
+    when unknown (checkpoints fine-tuned before the count was recorded). The settings were
+    validated for ensembles: one model keeps the whole tolerance (its kappa has no effect)."""
     if not finetune_labels:
-        return SEARCH_BY_LABELS[min(SEARCH_BY_LABELS)]
-    return SEARCH_BY_LABELS[min(SEARCH_BY_LABELS, key=lambda n: abs(np.log(n / finetune_labels)))]
+        setting = SEARCH_BY_LABELS[min(SEARCH_BY_LABELS)]
+    else:
+        setting = SEARCH_BY_LABELS[min(SEARCH_BY_LABELS, key=lambda n: abs(np.log(n / finetune_labels)))]
+    return setting if members > 1 else dataclasses.replace(setting, tolerance_factor=1.0)
 
 
 class UnsupportedFamilyError(ValueError):

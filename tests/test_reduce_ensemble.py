@@ -146,10 +146,12 @@ def test_cli_reduce_with_an_ensemble(tmp_path, monkeypatch, capsys):
 
 def test_default_search_is_the_nearest_validated_label_count():
     """Nearest on a log scale: 100 is the midpoint of 50 and 200; unknown counts get the cautious
-    50-label setting (kappa 2, a quarter of the tolerance)."""
+    50-label setting (kappa 2, a quarter of the tolerance); one model gets the whole tolerance."""
     fifty, two_hundred = R.SearchSetting(2.0, 0.25), R.SearchSetting(1.5, 1.0)
     assert R.SEARCH_BY_LABELS == {50: fifty, 200: two_hundred}
-    assert [R.default_search(n) for n in (None, 12, 50, 99, 101, 200, 1000)] == [fifty] * 4 + [two_hundred] * 3
+    assert [R.default_search(n, 10) for n in (None, 12, 50, 99, 101, 200, 1000)] == [fifty] * 4 + [two_hundred] * 3
+    # the factor was validated for ensembles: one model keeps the whole tolerance
+    assert R.default_search(50, 1) == R.SearchSetting(2.0, 1.0)
 
 
 def test_bootstrap_scratch_members_mix_with_heads(tmp_path, monkeypatch):
